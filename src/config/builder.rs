@@ -1,0 +1,321 @@
+//! `OpikConfigBuilder`: code over environment over config file over defaults.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use reqwest::Url;
+
+use super::error::{ConfigError, ValueSource};
+use super::file::{self, FileValues};
+use super::secret::ApiKey;
+use super::{DEFAULT_PROJECT, DEFAULT_WORKSPACE, OPIK_CLOUD_URL, OpikConfig};
+
+/// Builds an [`OpikConfig`]: values set here win over the environment, which wins over the
+/// config file, which wins over the defaults.
+///
+/// Tests should not touch the process environment: pass one with
+/// [`environment`](Self::environment).
+///
+/// ```
+/// use tower_opik::OpikConfig;
+/// let config = OpikConfig::builder()
+///     .environment([("OPIK_PROJECT_NAME", "from-env"), ("OPIK_WORKSPACE", "team")])
+///     .no_config_file()
+///     .project_name("from-code")
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.project_name(), "from-code");
+/// assert_eq!(config.workspace(), "team");
+/// ```
+#[derive(Clone, Default)]
+#[must_use]
+pub struct OpikConfigBuilder {
+    url: Option<String>,
+    api_key: Option<ApiKey>,
+    workspace: Option<String>,
+    project_name: Option<String>,
+    track_disable: Option<bool>,
+    config_file: FileChoice,
+    environment: EnvChoice,
+}
+
+#[derive(Clone, Debug, Default)]
+enum FileChoice {
+    /// `OPIK_CONFIG_PATH`, else `~/.opik.config`; a missing default file is fine.
+    #[default]
+    Default,
+    Explicit(PathBuf),
+    None,
+}
+
+#[derive(Clone, Debug, Default)]
+enum EnvChoice {
+    #[default]
+    Process,
+    Given(HashMap<String, String>),
+}
+
+impl std::fmt::Debug for OpikConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpikConfigBuilder")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .field("workspace", &self.workspace)
+            .field("project_name", &self.project_name)
+            .field("track_disable", &self.track_disable)
+            .field("config_file", &self.config_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpikConfigBuilder {
+    /// The base URL (`OPIK_URL_OVERRIDE`), e.g. `http://localhost:5173/api/`.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().url("http://localhost:5173/api/");
+    /// ```
+    pub fn url(mut self, url: impl AsRef<str>) -> Self {
+        self.url = Some(url.as_ref().to_owned());
+        self
+    }
+
+    /// The API key (`OPIK_API_KEY`).
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().api_key("sk-...");
+    /// ```
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// The workspace (`OPIK_WORKSPACE`).
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().workspace("team");
+    /// ```
+    pub fn workspace(mut self, workspace: impl Into<String>) -> Self {
+        self.workspace = Some(workspace.into());
+        self
+    }
+
+    /// The project (`OPIK_PROJECT_NAME`). Every service of one trace should use the same.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().project_name("checkout");
+    /// ```
+    pub fn project_name(mut self, project: impl Into<String>) -> Self {
+        self.project_name = Some(project.into());
+        self
+    }
+
+    /// The kill switch (`OPIK_TRACK_DISABLE`).
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().track_disable(true);
+    /// ```
+    pub fn track_disable(mut self, disable: bool) -> Self {
+        self.track_disable = Some(disable);
+        self
+    }
+
+    /// Reads this config file (it must exist) instead of `OPIK_CONFIG_PATH` /
+    /// `~/.opik.config`.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().config_file("/etc/opik.config");
+    /// ```
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = FileChoice::Explicit(path.into());
+        self
+    }
+
+    /// Reads no config file.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().no_config_file();
+    /// ```
+    pub fn no_config_file(mut self) -> Self {
+        self.config_file = FileChoice::None;
+        self
+    }
+
+    /// Uses these variables instead of the process environment.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().environment([("OPIK_WORKSPACE", "team")]);
+    /// ```
+    pub fn environment<K: Into<String>, V: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.environment = EnvChoice::Given(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Reads no environment variable.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().ignore_environment();
+    /// ```
+    pub fn ignore_environment(self) -> Self {
+        self.environment(std::iter::empty::<(String, String)>())
+    }
+
+    fn env(&self, name: &'static str) -> Option<(String, ValueSource)> {
+        let value = match &self.environment {
+            EnvChoice::Process => std::env::var(name).ok(),
+            EnvChoice::Given(map) => map.get(name).cloned(),
+        };
+        value
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (v, ValueSource::Env(name)))
+    }
+
+    fn file(&self) -> Result<Option<FileValues>, ConfigError> {
+        match &self.config_file {
+            FileChoice::None => Ok(None),
+            FileChoice::Explicit(path) => file::read(path, true),
+            FileChoice::Default => match self.env("OPIK_CONFIG_PATH") {
+                Some((path, _)) => {
+                    file::read(&expand_home(path.trim(), self.home().as_deref()), true)
+                }
+                None => match self.home() {
+                    Some(home) => file::read(&home.join(".opik.config"), false),
+                    None => Ok(None),
+                },
+            },
+        }
+    }
+
+    fn home(&self) -> Option<PathBuf> {
+        let home = match &self.environment {
+            EnvChoice::Process => std::env::var_os("HOME").map(PathBuf::from),
+            EnvChoice::Given(map) => map.get("HOME").map(PathBuf::from),
+        };
+        home.filter(|h| !h.as_os_str().is_empty())
+    }
+
+    /// Resolves every setting: builder, environment, config file, defaults.
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::builder().ignore_environment().no_config_file().build().unwrap();
+    /// assert_eq!(config.url().as_str(), "https://www.comet.com/opik/api/");
+    /// ```
+    pub fn build(self) -> Result<OpikConfig, ConfigError> {
+        let file = self.file()?;
+        let pick = |code: &Option<String>, env: &'static str, key: &str| {
+            code.clone()
+                .map(|v| (v, ValueSource::Code))
+                .or_else(|| self.env(env))
+                .or_else(|| {
+                    file.as_ref()
+                        .and_then(|f| f.get(key))
+                        .map(|(v, s)| (v.to_owned(), s))
+                })
+        };
+        let api_key = self
+            .api_key
+            .clone()
+            .or_else(|| pick(&None, "OPIK_API_KEY", "api_key").map(|(v, _)| ApiKey::new(v.trim())));
+        let url = match pick(&self.url, "OPIK_URL_OVERRIDE", "url_override") {
+            Some((url, source)) => parse_url(&url, source)?,
+            None => match api_key.as_ref().map(ApiKey::embedded_base_url).transpose() {
+                Err(reason) => return Err(ConfigError::ApiKey { reason }),
+                Ok(Some(Some(base))) => {
+                    let base = parse_url(&base, ValueSource::ApiKey)?;
+                    base.join("opik/api/")
+                        .map_err(|e| ConfigError::InvalidUrl {
+                            source: ValueSource::ApiKey,
+                            value: base.to_string(),
+                            reason: e.to_string(),
+                        })?
+                }
+                Ok(_) => parse_url(OPIK_CLOUD_URL, ValueSource::Code)?,
+            },
+        };
+        let workspace = non_blank(
+            pick(&self.workspace, "OPIK_WORKSPACE", "workspace"),
+            "workspace",
+        )?
+        .unwrap_or_else(|| DEFAULT_WORKSPACE.to_owned());
+        let project_name = non_blank(
+            pick(&self.project_name, "OPIK_PROJECT_NAME", "project_name"),
+            "project name",
+        )?
+        .unwrap_or_else(|| DEFAULT_PROJECT.to_owned());
+        let track_disable = match self.track_disable {
+            Some(b) => b,
+            None => match pick(&None, "OPIK_TRACK_DISABLE", "track_disable") {
+                Some((v, source)) => parse_bool(&v, source)?,
+                None => false,
+            },
+        };
+        Ok(OpikConfig {
+            url,
+            api_key,
+            workspace,
+            project_name,
+            track_disable,
+        })
+    }
+}
+
+fn non_blank(
+    value: Option<(String, ValueSource)>,
+    field: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some((v, source)) if v.trim().is_empty() => Err(ConfigError::Blank { field, source }),
+        Some((v, _)) => Ok(Some(v.trim().to_owned())),
+        None => Ok(None),
+    }
+}
+
+/// An absolute `http(s)` URL with a host, normalised to end in `/`.
+fn parse_url(text: &str, source: ValueSource) -> Result<Url, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidUrl {
+        source: source.clone(),
+        value: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut url = Url::parse(text.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("only http and https URLs are supported"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("the URL has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("the URL must not have a query or a fragment"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+fn parse_bool(text: &str, source: ValueSource) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "y" | "t" => Ok(true),
+        "false" | "0" | "no" | "off" | "n" | "f" => Ok(false),
+        _ => Err(ConfigError::InvalidBool {
+            source,
+            value: text.to_owned(),
+        }),
+    }
+}
+
+fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
+    match (path.strip_prefix('~'), home) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => {
+            home.join(rest.trim_start_matches('/'))
+        }
+        _ => PathBuf::from(path),
+    }
+}

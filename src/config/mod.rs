@@ -1,0 +1,177 @@
+//! Configuration, read the way the official Opik SDKs read it (SPEC §5): `OPIK_*`
+//! environment variables and the INI file `~/.opik.config`, under a builder.
+//!
+//! Precedence: builder > environment > config file > defaults.
+
+mod builder;
+mod error;
+mod file;
+mod secret;
+
+use reqwest::Url;
+
+pub use builder::OpikConfigBuilder;
+pub use error::{ConfigError, ValueSource};
+pub use secret::ApiKey;
+
+/// Opik Cloud's API, the default URL (as in the Python SDK).
+pub const OPIK_CLOUD_URL: &str = "https://www.comet.com/opik/api/";
+/// The default workspace.
+pub const DEFAULT_WORKSPACE: &str = "default";
+/// The default project (also what Opik uses when none is sent).
+pub const DEFAULT_PROJECT: &str = "Default Project";
+
+/// Where and as whom to send: URL, API key, workspace, project, and the kill switch.
+///
+/// ```
+/// use tower_opik::OpikConfig;
+/// let config = OpikConfig::builder()
+///     .url("http://localhost:5173/api")
+///     .project_name("my-service")
+///     .ignore_environment()
+///     .no_config_file()
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.url().as_str(), "http://localhost:5173/api/");
+/// assert_eq!(config.endpoint("v1/private/spans/batch").as_str(),
+///            "http://localhost:5173/api/v1/private/spans/batch");
+/// assert_eq!(config.workspace(), "default");
+/// ```
+#[derive(Clone)]
+pub struct OpikConfig {
+    url: Url,
+    api_key: Option<ApiKey>,
+    workspace: String,
+    project_name: String,
+    track_disable: bool,
+}
+
+impl std::fmt::Debug for OpikConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpikConfig")
+            .field("url", &self.url.as_str())
+            .field("api_key", &self.api_key)
+            .field("workspace", &self.workspace)
+            .field("project_name", &self.project_name)
+            .field("track_disable", &self.track_disable)
+            .finish()
+    }
+}
+
+impl OpikConfig {
+    /// A builder over the environment and the config file.
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().workspace("team");
+    /// ```
+    pub fn builder() -> OpikConfigBuilder {
+        OpikConfigBuilder::default()
+    }
+
+    /// The configuration from the environment and the config file alone.
+    ///
+    /// ```no_run
+    /// let config = tower_opik::OpikConfig::from_env()?;
+    /// # Ok::<(), tower_opik::config::ConfigError>(())
+    /// ```
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder().build()
+    }
+
+    /// A configuration for a local Opik (or a [`LocalOpik`](crate::testing)) at `url`: no
+    /// key, workspace `default`, project `Default Project`, reading neither the environment
+    /// nor a file. An unusable URL falls back to `http://127.0.0.1/` (and a warning); use
+    /// the builder to get an error instead.
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::local("http://127.0.0.1:5173/api/");
+    /// assert!(config.api_key().is_none());
+    /// ```
+    pub fn local(url: &str) -> Self {
+        match Self::builder()
+            .url(url)
+            .ignore_environment()
+            .no_config_file()
+            .build()
+        {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::warn!(target: "tower_opik", error = %e, "OpikConfig::local: using http://127.0.0.1/");
+                Self {
+                    url: Url::parse("http://127.0.0.1/").expect("static URL"),
+                    api_key: None,
+                    workspace: DEFAULT_WORKSPACE.to_owned(),
+                    project_name: DEFAULT_PROJECT.to_owned(),
+                    track_disable: false,
+                }
+            }
+        }
+    }
+
+    /// The base URL, always ending in `/`.
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::local("http://localhost:5173/api");
+    /// assert_eq!(config.url().as_str(), "http://localhost:5173/api/");
+    /// ```
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// An endpoint under the base URL (`v1/private/...`; a leading `/` is ignored).
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::local("https://www.comet.com/opik/api/");
+    /// assert_eq!(config.endpoint("/v1/private/traces/batch").as_str(),
+    ///            "https://www.comet.com/opik/api/v1/private/traces/batch");
+    /// ```
+    pub fn endpoint(&self, path: &str) -> Url {
+        let path = path.trim_start_matches('/');
+        self.url.join(path).unwrap_or_else(|_| self.url.clone())
+    }
+
+    /// The API key, if any.
+    ///
+    /// ```
+    /// assert!(tower_opik::OpikConfig::local("http://localhost/").api_key().is_none());
+    /// ```
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.api_key.as_ref()
+    }
+
+    /// The workspace (`default` unless set).
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::OpikConfig::local("http://localhost/").workspace(), "default");
+    /// ```
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    /// The project (`Default Project` unless set).
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::OpikConfig::local("http://localhost/").project_name(), "Default Project");
+    /// ```
+    pub fn project_name(&self) -> &str {
+        &self.project_name
+    }
+
+    /// The kill switch: when `true`, nothing is traced or sent.
+    ///
+    /// ```
+    /// assert!(!tower_opik::OpikConfig::local("http://localhost/").track_disable());
+    /// ```
+    pub fn track_disable(&self) -> bool {
+        self.track_disable
+    }
+
+    /// Whether the URL is Opik Cloud's.
+    ///
+    /// ```
+    /// assert!(!tower_opik::OpikConfig::local("http://localhost/").is_cloud());
+    /// ```
+    pub fn is_cloud(&self) -> bool {
+        self.url.host_str() == Some("www.comet.com")
+    }
+}

@@ -1,0 +1,484 @@
+//! Distributed trace headers (SPEC §1): parse, validate, inject. Pure functions, no I/O.
+//!
+//! Every adapter of the crate (server layer, client middleware, scope helper, OTel bridge)
+//! reads and writes the ids through this module, so the rules live in one place:
+//!
+//! - `opik_trace_id` (required) and `opik_parent_span_id` (optional), names matched
+//!   case-insensitively, values trimmed, each a canonical UUIDv7;
+//! - a missing, blank or invalid trace id means *no remote parent* (a fresh trace), with a
+//!   warning when something invalid was sent; a blank or invalid parent span id is dropped
+//!   while a valid trace id is kept; a parent span id without a trace id is ignored;
+//! - when neither underscore header is present, the W3C `baggage` header is read instead,
+//!   under the keys `opik.trace_id` and `opik.span_id` (`opik.parent_span_id` is accepted too),
+//!   for services behind proxies that drop header names with underscores.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use uuid::Uuid;
+
+use crate::id::parse_v7;
+
+/// Header carrying the Opik trace id.
+pub const TRACE_ID_HEADER: &str = "opik_trace_id";
+/// Header carrying the caller's current span id, the receiver's parent.
+pub const PARENT_SPAN_ID_HEADER: &str = "opik_parent_span_id";
+/// W3C baggage key for the trace id.
+pub const BAGGAGE_TRACE_ID: &str = "opik.trace_id";
+/// W3C baggage key for the sender's span id (the receiver's parent).
+pub const BAGGAGE_SPAN_ID: &str = "opik.span_id";
+/// Alternative baggage key for the parent span id, accepted on receipt, never sent.
+pub const BAGGAGE_PARENT_SPAN_ID: &str = "opik.parent_span_id";
+
+/// The longest `opik_*` header value read (a UUID is 36 characters; padding is allowed).
+pub const MAX_ID_VALUE_LEN: usize = 256;
+/// The longest `baggage` header read, in bytes (the W3C limit).
+pub const MAX_BAGGAGE_LEN: usize = 8192;
+
+/// The remote parent of a request: the Opik trace it belongs to and, usually, the caller's
+/// span.
+///
+/// ```
+/// use tower_opik::DistributedHeaders;
+/// let trace = tower_opik::id::new_id();
+/// let parent = tower_opik::id::new_id();
+/// let d = DistributedHeaders::new(trace, Some(parent));
+/// let mut headers = http::HeaderMap::new();
+/// d.inject(&mut headers);
+/// assert_eq!(headers["opik_trace_id"], trace.to_string().as_str());
+/// assert_eq!(DistributedHeaders::extract(&headers).headers, Some(d));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DistributedHeaders {
+    trace_id: Uuid,
+    parent_span_id: Option<Uuid>,
+}
+
+/// Where valid distributed headers were found.
+///
+/// ```
+/// use tower_opik::headers::HeaderSource;
+/// assert_ne!(HeaderSource::OpikHeaders, HeaderSource::Baggage);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderSource {
+    /// The `opik_trace_id` / `opik_parent_span_id` headers.
+    OpikHeaders,
+    /// The W3C `baggage` header.
+    Baggage,
+}
+
+/// Something wrong with incoming distributed headers. Never an error for the caller: the
+/// request goes on, as a fresh trace or without its parent, and the problem is logged.
+///
+/// ```
+/// use tower_opik::{DistributedHeaders, headers::HeaderProblem};
+/// let mut h = http::HeaderMap::new();
+/// h.insert("opik_trace_id", "garbage".parse().unwrap());
+/// let got = DistributedHeaders::extract(&h);
+/// assert_eq!(got.headers, None);
+/// assert_eq!(got.problems, vec![HeaderProblem::InvalidTraceId]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderProblem {
+    /// The trace id is blank.
+    BlankTraceId,
+    /// The trace id is not a UUIDv7 (or not text, or too long).
+    InvalidTraceId,
+    /// The parent span id is blank; it was dropped.
+    BlankParentSpanId,
+    /// The parent span id is not a UUIDv7 (or not text, or too long); it was dropped.
+    InvalidParentSpanId,
+    /// A parent span id came without a trace id; it was ignored.
+    ParentWithoutTrace,
+    /// The baggage header is too long or not text; it was ignored.
+    InvalidBaggage,
+}
+
+impl std::fmt::Display for HeaderProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::BlankTraceId => "blank opik trace id: starting a new trace",
+            Self::InvalidTraceId => "opik trace id is not a UUIDv7: starting a new trace",
+            Self::BlankParentSpanId => "blank opik parent span id: dropped",
+            Self::InvalidParentSpanId => "opik parent span id is not a UUIDv7: dropped",
+            Self::ParentWithoutTrace => "opik parent span id without a trace id: ignored",
+            Self::InvalidBaggage => "baggage header too long or not text: ignored",
+        })
+    }
+}
+
+/// What [`DistributedHeaders::extract`] found: the remote parent, if any, where it came from,
+/// and the problems to warn about.
+///
+/// ```
+/// let got = tower_opik::DistributedHeaders::extract(&http::HeaderMap::new());
+/// assert!(got.headers.is_none() && got.problems.is_empty() && got.source.is_none());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Extracted {
+    /// The remote parent, when a valid trace id was found.
+    pub headers: Option<DistributedHeaders>,
+    /// Where it was found.
+    pub source: Option<HeaderSource>,
+    /// What was wrong (empty when nothing was).
+    pub problems: Vec<HeaderProblem>,
+}
+
+impl Extracted {
+    /// Logs each problem as a rate-limited warning through `tracing`.
+    ///
+    /// ```
+    /// tower_opik::DistributedHeaders::extract(&http::HeaderMap::new()).warn();
+    /// ```
+    pub fn warn(&self) {
+        for problem in &self.problems {
+            crate::warn::header_problem(*problem);
+        }
+    }
+}
+
+/// One raw value as read from a carrier.
+enum Raw<'a> {
+    Absent,
+    Text(&'a str),
+    /// Present but unusable (not text, or longer than the limit).
+    Unusable,
+}
+
+impl DistributedHeaders {
+    /// A remote parent from its two ids.
+    ///
+    /// ```
+    /// let t = tower_opik::id::new_id();
+    /// assert_eq!(tower_opik::DistributedHeaders::new(t, None).trace_id(), t);
+    /// ```
+    pub fn new(trace_id: Uuid, parent_span_id: Option<Uuid>) -> Self {
+        Self {
+            trace_id,
+            parent_span_id,
+        }
+    }
+
+    /// The trace id.
+    ///
+    /// ```
+    /// let t = tower_opik::id::new_id();
+    /// assert_eq!(tower_opik::DistributedHeaders::new(t, None).trace_id(), t);
+    /// ```
+    pub fn trace_id(&self) -> Uuid {
+        self.trace_id
+    }
+
+    /// The parent span id.
+    ///
+    /// ```
+    /// let (t, p) = (tower_opik::id::new_id(), tower_opik::id::new_id());
+    /// assert_eq!(tower_opik::DistributedHeaders::new(t, Some(p)).parent_span_id(), Some(p));
+    /// ```
+    pub fn parent_span_id(&self) -> Option<Uuid> {
+        self.parent_span_id
+    }
+
+    /// Reads the remote parent from HTTP headers (or gRPC metadata converted to a
+    /// `HeaderMap`): the `opik_*` headers, or, when neither is present, the `baggage` header.
+    ///
+    /// ```
+    /// use tower_opik::{DistributedHeaders, headers::HeaderSource};
+    /// let t = tower_opik::id::new_id();
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("OPIK_TRACE_ID", format!("  {t} ").parse().unwrap());
+    /// let got = DistributedHeaders::extract(&h);
+    /// assert_eq!(got.headers.unwrap().trace_id(), t);
+    /// assert_eq!(got.source, Some(HeaderSource::OpikHeaders));
+    /// ```
+    pub fn extract(headers: &HeaderMap) -> Extracted {
+        let read = |name: &str| -> Raw<'_> {
+            match headers.get(name) {
+                None => Raw::Absent,
+                Some(v) => match v.to_str() {
+                    Ok(s) if s.len() <= MAX_ID_VALUE_LEN => Raw::Text(s),
+                    _ => Raw::Unusable,
+                },
+            }
+        };
+        let trace = read(TRACE_ID_HEADER);
+        let parent = read(PARENT_SPAN_ID_HEADER);
+        if matches!((&trace, &parent), (Raw::Absent, Raw::Absent)) {
+            return Self::extract_baggage(headers);
+        }
+        let mut got = Self::validate(trace, parent);
+        if got.headers.is_some() {
+            got.source = Some(HeaderSource::OpikHeaders);
+        }
+        got
+    }
+
+    /// Reads the remote parent from any key-value carrier (a message's attributes, a
+    /// websocket handshake, a map): `get` answers the value of `opik_trace_id` and
+    /// `opik_parent_span_id`. The same rules as [`extract`](Self::extract), without baggage.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// let t = tower_opik::id::new_id().to_string();
+    /// let map = HashMap::from([("opik_trace_id", t.as_str())]);
+    /// let got = tower_opik::DistributedHeaders::extract_with(|k| map.get(k).copied());
+    /// assert_eq!(got.headers.unwrap().trace_id().to_string(), t);
+    /// ```
+    pub fn extract_with<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Extracted {
+        let read = |name: &str| match get(name) {
+            None => Raw::Absent,
+            Some(s) if s.len() <= MAX_ID_VALUE_LEN => Raw::Text(s),
+            Some(_) => Raw::Unusable,
+        };
+        let mut got = Self::validate(read(TRACE_ID_HEADER), read(PARENT_SPAN_ID_HEADER));
+        if got.headers.is_some() {
+            got.source = Some(HeaderSource::OpikHeaders);
+        }
+        got
+    }
+
+    /// The SPEC §1 rules on a raw pair of values.
+    fn validate(trace: Raw<'_>, parent: Raw<'_>) -> Extracted {
+        let mut problems = Vec::new();
+        let trace_id = match trace {
+            Raw::Absent => None,
+            Raw::Unusable => {
+                problems.push(HeaderProblem::InvalidTraceId);
+                None
+            }
+            Raw::Text(s) if s.trim().is_empty() => {
+                problems.push(HeaderProblem::BlankTraceId);
+                None
+            }
+            Raw::Text(s) => {
+                let id = parse_v7(s);
+                if id.is_none() {
+                    problems.push(HeaderProblem::InvalidTraceId);
+                }
+                id
+            }
+        };
+        let Some(trace_id) = trace_id else {
+            // Without a usable trace id the parent means nothing. Only warn about it when the
+            // trace id was missing altogether (otherwise the trace-id problem says enough).
+            if problems.is_empty() && !matches!(parent, Raw::Absent) {
+                problems.push(HeaderProblem::ParentWithoutTrace);
+            }
+            return Extracted {
+                headers: None,
+                source: None,
+                problems,
+            };
+        };
+        let parent_span_id = match parent {
+            Raw::Absent => None,
+            Raw::Unusable => {
+                problems.push(HeaderProblem::InvalidParentSpanId);
+                None
+            }
+            Raw::Text(s) if s.trim().is_empty() => {
+                problems.push(HeaderProblem::BlankParentSpanId);
+                None
+            }
+            Raw::Text(s) => {
+                let id = parse_v7(s);
+                if id.is_none() {
+                    problems.push(HeaderProblem::InvalidParentSpanId);
+                }
+                id
+            }
+        };
+        Extracted {
+            headers: Some(Self {
+                trace_id,
+                parent_span_id,
+            }),
+            source: None,
+            problems,
+        }
+    }
+
+    /// Reads the remote parent from the W3C `baggage` header(s) only.
+    ///
+    /// ```
+    /// use tower_opik::{DistributedHeaders, headers::HeaderSource};
+    /// let (t, s) = (tower_opik::id::new_id(), tower_opik::id::new_id());
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("baggage", format!("user=42, opik.trace_id={t}, opik.span_id={s};p=1").parse().unwrap());
+    /// let got = DistributedHeaders::extract_baggage(&h);
+    /// assert_eq!(got.headers, Some(DistributedHeaders::new(t, Some(s))));
+    /// assert_eq!(got.source, Some(HeaderSource::Baggage));
+    /// ```
+    pub fn extract_baggage(headers: &HeaderMap) -> Extracted {
+        let mut values = headers
+            .get_all(http::header::HeaderName::from_static("baggage"))
+            .iter();
+        let Some(first) = values.next() else {
+            return Extracted::default();
+        };
+        let mut trace: Option<String> = None;
+        let mut span: Option<String> = None;
+        let mut parent: Option<String> = None;
+        let mut total = 0usize;
+        for value in std::iter::once(first).chain(values) {
+            total += value.len();
+            let Ok(text) = value.to_str() else {
+                return bad_baggage();
+            };
+            if total > MAX_BAGGAGE_LEN {
+                return bad_baggage();
+            }
+            for member in text.split(',') {
+                // `key=value;property;...`: properties are ignored.
+                let kv = member.split(';').next().unwrap_or_default();
+                let Some((key, value)) = kv.split_once('=') else {
+                    continue;
+                };
+                let slot = match key.trim() {
+                    BAGGAGE_TRACE_ID => &mut trace,
+                    BAGGAGE_SPAN_ID => &mut span,
+                    BAGGAGE_PARENT_SPAN_ID => &mut parent,
+                    _ => continue,
+                };
+                if slot.is_none() {
+                    *slot = Some(percent_decode(value.trim()));
+                }
+            }
+        }
+        let parent = if span.is_some() { &span } else { &parent };
+        let mut got = Self::validate(owned_raw(&trace), owned_raw(parent));
+        if got.headers.is_some() {
+            got.source = Some(HeaderSource::Baggage);
+        }
+        got
+    }
+
+    /// Writes `opik_trace_id` and, when known, `opik_parent_span_id` into `headers`,
+    /// replacing any earlier values.
+    ///
+    /// ```
+    /// let (t, p) = (tower_opik::id::new_id(), tower_opik::id::new_id());
+    /// let mut h = http::HeaderMap::new();
+    /// tower_opik::DistributedHeaders::new(t, Some(p)).inject(&mut h);
+    /// assert_eq!(h["opik_parent_span_id"], p.to_string().as_str());
+    /// ```
+    pub fn inject(&self, headers: &mut HeaderMap) {
+        headers.insert(
+            HeaderName::from_static(TRACE_ID_HEADER),
+            uuid_value(self.trace_id),
+        );
+        match self.parent_span_id {
+            Some(p) => {
+                headers.insert(
+                    HeaderName::from_static(PARENT_SPAN_ID_HEADER),
+                    uuid_value(p),
+                );
+            }
+            None => {
+                headers.remove(PARENT_SPAN_ID_HEADER);
+            }
+        }
+    }
+
+    /// The ids as `(name, value)` pairs, for transports that are not HTTP headers.
+    ///
+    /// ```
+    /// let t = tower_opik::id::new_id();
+    /// let pairs = tower_opik::DistributedHeaders::new(t, None).to_pairs();
+    /// assert_eq!(pairs, vec![("opik_trace_id", t.to_string())]);
+    /// ```
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![(TRACE_ID_HEADER, self.trace_id.to_string())];
+        if let Some(p) = self.parent_span_id {
+            pairs.push((PARENT_SPAN_ID_HEADER, p.to_string()));
+        }
+        pairs
+    }
+
+    /// The ids as W3C baggage members (`opik.trace_id=...,opik.span_id=...`), to append to
+    /// or send as a `baggage` header.
+    ///
+    /// ```
+    /// let (t, p) = (tower_opik::id::new_id(), tower_opik::id::new_id());
+    /// let b = tower_opik::DistributedHeaders::new(t, Some(p)).to_baggage();
+    /// assert_eq!(b, format!("opik.trace_id={t},opik.span_id={p}"));
+    /// ```
+    pub fn to_baggage(&self) -> String {
+        match self.parent_span_id {
+            Some(p) => format!("{BAGGAGE_TRACE_ID}={},{BAGGAGE_SPAN_ID}={p}", self.trace_id),
+            None => format!("{BAGGAGE_TRACE_ID}={}", self.trace_id),
+        }
+    }
+}
+
+fn owned_raw(value: &Option<String>) -> Raw<'_> {
+    match value {
+        None => Raw::Absent,
+        Some(s) if s.len() > MAX_ID_VALUE_LEN => Raw::Unusable,
+        Some(s) => Raw::Text(s),
+    }
+}
+
+fn bad_baggage() -> Extracted {
+    Extracted {
+        headers: None,
+        source: None,
+        problems: vec![HeaderProblem::InvalidBaggage],
+    }
+}
+
+fn uuid_value(id: Uuid) -> HeaderValue {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    // A hyphenated UUID is always a valid header value; fall back to an empty one rather
+    // than panic should that ever change.
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Percent-decodes a baggage value; invalid escapes are kept as they are (the UUID check
+/// that follows rejects them).
+fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Db"), "a-b");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("x%41"), "xA");
+    }
+}

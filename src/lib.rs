@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod config;
+pub mod context;
+mod error;
+pub mod headers;
+pub mod id;
+pub mod record;
+pub mod span;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+mod warn;
+
+pub use config::OpikConfig;
+pub use context::{OpikFutureExt, current_span, spawn};
+pub use error::Error;
+pub use headers::DistributedHeaders;
+pub use record::{ErrorInfo, SpanType, Usage};
+pub use span::Span;
+pub use store::SpanStore;
+pub use time::Timestamp;

@@ -1,0 +1,494 @@
+//! The wire records: Opik's `TraceWrite` and `SpanWrite` (SPEC §3), and nothing else.
+//!
+//! Absent fields are left out of the JSON, never sent as `null`; times are RFC 3339 with
+//! microseconds and `Z`; `input`, `output` and `metadata` are always JSON objects.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::time::Timestamp;
+
+/// A JSON object, the shape Opik wants for `input`, `output` and `metadata`.
+pub type JsonObject = Map<String, Value>;
+
+/// The type of a span, as Opik knows it. Anything else is a 400 from the backend.
+///
+/// ```
+/// use tower_opik::SpanType;
+/// assert_eq!(serde_json::to_string(&SpanType::Llm).unwrap(), "\"llm\"");
+/// assert_eq!(SpanType::default(), SpanType::General);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanType {
+    /// Any other work (the default; an HTTP request span).
+    #[default]
+    General,
+    /// A call to a language model.
+    Llm,
+    /// A tool call.
+    Tool,
+    /// A guardrail check.
+    Guardrail,
+}
+
+/// Where a record comes from. This crate always sends `sdk`.
+///
+/// ```
+/// assert_eq!(serde_json::to_string(&tower_opik::record::Source::Sdk).unwrap(), "\"sdk\"");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Written by an SDK (this crate).
+    #[default]
+    Sdk,
+}
+
+/// Error details of a span or trace. Opik requires a non-empty `exception_type` and
+/// `traceback`; the constructors guarantee both.
+///
+/// ```
+/// use tower_opik::ErrorInfo;
+/// let e = ErrorInfo::new("Timeout", "model did not answer in 30 s");
+/// assert_eq!(e.exception_type(), "Timeout");
+/// assert_eq!(e.traceback(), "model did not answer in 30 s");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ErrorInfo {
+    exception_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    traceback: String,
+}
+
+impl ErrorInfo {
+    /// An error of type `exception_type` with a message; the traceback is the message.
+    /// Blank parts are replaced (`"Error"`, the type) so the backend never sees an empty one.
+    ///
+    /// ```
+    /// let e = tower_opik::ErrorInfo::new("", "");
+    /// assert_eq!(e.exception_type(), "Error");
+    /// assert_eq!(e.traceback(), "Error");
+    /// ```
+    pub fn new(exception_type: impl Into<String>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::with_traceback(exception_type, message.clone(), message)
+    }
+
+    /// An error with an explicit traceback (for example a backtrace or an error chain).
+    ///
+    /// ```
+    /// let e = tower_opik::ErrorInfo::with_traceback("IoError", "boom", "boom\n  at main");
+    /// assert_eq!(e.message(), Some("boom"));
+    /// ```
+    pub fn with_traceback(
+        exception_type: impl Into<String>,
+        message: impl Into<String>,
+        traceback: impl Into<String>,
+    ) -> Self {
+        let mut exception_type = exception_type.into();
+        if exception_type.trim().is_empty() {
+            exception_type = "Error".to_owned();
+        }
+        let message = Some(message.into()).filter(|m| !m.is_empty());
+        let mut traceback = traceback.into();
+        if traceback.trim().is_empty() {
+            traceback = message.clone().unwrap_or_else(|| exception_type.clone());
+        }
+        Self {
+            exception_type,
+            message,
+            traceback,
+        }
+    }
+
+    /// Error info from a Rust error: its type name, its message, and the chain of its
+    /// sources as the traceback.
+    ///
+    /// ```
+    /// let err = std::io::Error::other("disk full");
+    /// let e = tower_opik::ErrorInfo::from_error(&err);
+    /// assert_eq!(e.exception_type(), "std::io::error::Error");
+    /// assert_eq!(e.message(), Some("disk full"));
+    /// ```
+    pub fn from_error<E: std::error::Error + ?Sized>(err: &E) -> Self {
+        let mut traceback = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            traceback.push_str("\ncaused by: ");
+            traceback.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self::with_traceback(std::any::type_name::<E>(), err.to_string(), traceback)
+    }
+
+    /// The error's type.
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::ErrorInfo::new("A", "b").exception_type(), "A");
+    /// ```
+    pub fn exception_type(&self) -> &str {
+        &self.exception_type
+    }
+
+    /// The error's message, if any.
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::ErrorInfo::new("A", "").message(), None);
+    /// ```
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// The traceback (never empty).
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::ErrorInfo::new("A", "b").traceback(), "b");
+    /// ```
+    pub fn traceback(&self) -> &str {
+        &self.traceback
+    }
+}
+
+/// Token usage of an LLM call: a map of counter name to an int32 count, as Opik wants it.
+///
+/// ```
+/// use tower_opik::Usage;
+/// let u = Usage::tokens(12, 30);
+/// assert_eq!(u.get("total_tokens"), Some(42));
+/// let u = u.with("cached_tokens", 8);
+/// assert_eq!(serde_json::to_string(&u).unwrap(),
+///     r#"{"cached_tokens":8,"completion_tokens":30,"prompt_tokens":12,"total_tokens":42}"#);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Usage(BTreeMap<String, i32>);
+
+impl Usage {
+    /// Prompt and completion tokens, with their total.
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::Usage::tokens(1, 2).get("total_tokens"), Some(3));
+    /// ```
+    pub fn tokens(prompt: u32, completion: u32) -> Self {
+        Self::default()
+            .with("prompt_tokens", u64::from(prompt))
+            .with("completion_tokens", u64::from(completion))
+            .with("total_tokens", u64::from(prompt) + u64::from(completion))
+    }
+
+    /// Adds or replaces a counter. Counts above `i32::MAX` (Opik's limit) are clamped.
+    ///
+    /// ```
+    /// let u = tower_opik::Usage::default().with("huge", u64::MAX);
+    /// assert_eq!(u.get("huge"), Some(i32::MAX));
+    /// ```
+    pub fn with(mut self, name: impl Into<String>, count: u64) -> Self {
+        self.0
+            .insert(name.into(), i32::try_from(count).unwrap_or(i32::MAX));
+        self
+    }
+
+    /// A counter's value.
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::Usage::default().get("x"), None);
+    /// ```
+    pub fn get(&self, name: &str) -> Option<i32> {
+        self.0.get(name).copied()
+    }
+
+    /// Whether no counter is set.
+    ///
+    /// ```
+    /// assert!(tower_opik::Usage::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Opik's `SpanWrite`: one span, as sent to `POST v1/private/spans/batch`.
+///
+/// Built by [`Span`](crate::Span) when it ends; public so that custom
+/// [`Exporter`](crate::store::Exporter)s can read it.
+///
+/// ```
+/// use tower_opik::{record::SpanRecord, Timestamp};
+/// let rec = SpanRecord::new(tower_opik::id::new_id(), tower_opik::id::new_id(), "step", Timestamp::now());
+/// let json = serde_json::to_value(&rec).unwrap();
+/// assert_eq!(json["type"], "general");
+/// assert!(json.get("end_time").is_none()); // absent, not null
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SpanRecord {
+    /// The span's id (UUIDv7).
+    pub id: Uuid,
+    /// The project; `None` means Opik's "Default Project".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<Arc<str>>,
+    /// The trace the span belongs to.
+    pub trace_id: Uuid,
+    /// The parent span, `None` for a root span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<Uuid>,
+    /// The span's name.
+    pub name: Cow<'static, str>,
+    /// The span's type.
+    #[serde(rename = "type")]
+    pub span_type: SpanType,
+    /// When it started.
+    pub start_time: Timestamp,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Timestamp>,
+    /// Its input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<JsonObject>,
+    /// Its output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<JsonObject>,
+    /// Free-form metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JsonObject>,
+    /// The model of an LLM span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The provider of an LLM span (`openai`, `anthropic`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Tags (unique).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Token usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// The error, if the span failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_info: Option<ErrorInfo>,
+    /// When the record was last changed; the newest wins in Opik's upsert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<Timestamp>,
+    /// Estimated cost in USD (>= 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_estimated_cost: Option<f64>,
+    /// Time to first token, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<f64>,
+    /// Always `sdk`.
+    pub source: Source,
+    /// The deployment environment (`production`, `staging`, ...), at most 150 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+impl SpanRecord {
+    /// A span record with the required fields; everything else absent.
+    ///
+    /// ```
+    /// use tower_opik::{record::SpanRecord, Timestamp, id::new_id};
+    /// let rec = SpanRecord::new(new_id(), new_id(), "x", Timestamp::now());
+    /// assert!(rec.parent_span_id.is_none());
+    /// ```
+    pub fn new(
+        id: Uuid,
+        trace_id: Uuid,
+        name: impl Into<Cow<'static, str>>,
+        start_time: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            project_name: None,
+            trace_id,
+            parent_span_id: None,
+            name: name.into(),
+            span_type: SpanType::General,
+            start_time,
+            end_time: None,
+            input: None,
+            output: None,
+            metadata: None,
+            model: None,
+            provider: None,
+            tags: Vec::new(),
+            usage: None,
+            error_info: None,
+            last_updated_at: None,
+            total_estimated_cost: None,
+            ttft: None,
+            source: Source::Sdk,
+            environment: None,
+        }
+    }
+}
+
+/// Opik's `TraceWrite`: one trace, as sent to `POST v1/private/traces/batch`.
+///
+/// Written only by the service that started the trace, from its root span.
+///
+/// ```
+/// use tower_opik::{record::TraceRecord, Timestamp};
+/// let rec = TraceRecord::new(tower_opik::id::new_id(), "chat", Timestamp::now());
+/// let json = serde_json::to_value(&rec).unwrap();
+/// assert_eq!(json["name"], "chat");
+/// assert!(json.get("thread_id").is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct TraceRecord {
+    /// The trace's id (UUIDv7).
+    pub id: Uuid,
+    /// The project; `None` means Opik's "Default Project".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<Arc<str>>,
+    /// The trace's name.
+    pub name: Cow<'static, str>,
+    /// When it started.
+    pub start_time: Timestamp,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Timestamp>,
+    /// Its input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<JsonObject>,
+    /// Its output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<JsonObject>,
+    /// Free-form metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JsonObject>,
+    /// Tags (unique).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The error, if the trace failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_info: Option<ErrorInfo>,
+    /// When the record was last changed; the newest wins in Opik's upsert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_updated_at: Option<Timestamp>,
+    /// Time to first token, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttft: Option<f64>,
+    /// Groups the traces of one conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
+    /// Always `sdk`.
+    pub source: Source,
+    /// The deployment environment (`production`, `staging`, ...), at most 150 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+}
+
+impl TraceRecord {
+    /// A trace record with the required fields; everything else absent.
+    ///
+    /// ```
+    /// let rec = tower_opik::record::TraceRecord::new(tower_opik::id::new_id(), "t", tower_opik::Timestamp::now());
+    /// assert!(rec.end_time.is_none());
+    /// ```
+    pub fn new(id: Uuid, name: impl Into<Cow<'static, str>>, start_time: Timestamp) -> Self {
+        Self {
+            id,
+            project_name: None,
+            name: name.into(),
+            start_time,
+            end_time: None,
+            input: None,
+            output: None,
+            metadata: None,
+            tags: Vec::new(),
+            error_info: None,
+            last_updated_at: None,
+            ttft: None,
+            thread_id: None,
+            source: Source::Sdk,
+            environment: None,
+        }
+    }
+}
+
+/// One finished record on its way to Opik.
+///
+/// ```
+/// use tower_opik::record::{Record, TraceRecord};
+/// let r = Record::from(TraceRecord::new(tower_opik::id::new_id(), "t", tower_opik::Timestamp::now()));
+/// assert!(matches!(r, Record::Trace(_)));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A span.
+    Span(Box<SpanRecord>),
+    /// A trace.
+    Trace(Box<TraceRecord>),
+}
+
+impl Record {
+    /// The record's id.
+    ///
+    /// ```
+    /// use tower_opik::record::{Record, TraceRecord};
+    /// let id = tower_opik::id::new_id();
+    /// assert_eq!(Record::from(TraceRecord::new(id, "t", tower_opik::Timestamp::now())).id(), id);
+    /// ```
+    pub fn id(&self) -> Uuid {
+        match self {
+            Record::Span(s) => s.id,
+            Record::Trace(t) => t.id,
+        }
+    }
+
+    /// Its JSON, as sent inside a batch.
+    ///
+    /// ```
+    /// use tower_opik::record::{Record, TraceRecord};
+    /// let r = Record::from(TraceRecord::new(tower_opik::id::new_id(), "t", tower_opik::Timestamp::now()));
+    /// assert!(r.to_json().unwrap().starts_with(b"{\"id\":"));
+    /// ```
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        match self {
+            Record::Span(s) => serde_json::to_vec(s),
+            Record::Trace(t) => serde_json::to_vec(t),
+        }
+    }
+}
+
+impl From<SpanRecord> for Record {
+    fn from(s: SpanRecord) -> Self {
+        Record::Span(Box::new(s))
+    }
+}
+
+impl From<TraceRecord> for Record {
+    fn from(t: TraceRecord) -> Self {
+        Record::Trace(Box::new(t))
+    }
+}
+
+/// Makes any JSON value an object, as the Python SDK does: an object stays as it is, any
+/// other value `v` becomes `{key: v}`; `null` becomes `None`.
+///
+/// ```
+/// use serde_json::json;
+/// use tower_opik::record::into_object;
+/// assert_eq!(into_object(json!({"a": 1}), "input"), Some(json!({"a": 1}).as_object().unwrap().clone()));
+/// assert_eq!(into_object(json!("hi"), "input"), Some(json!({"input": "hi"}).as_object().unwrap().clone()));
+/// assert_eq!(into_object(json!(null), "input"), None);
+/// ```
+pub fn into_object(value: Value, key: &str) -> Option<JsonObject> {
+    match value {
+        Value::Null => None,
+        Value::Object(map) => Some(map),
+        other => {
+            let mut map = JsonObject::new();
+            map.insert(key.to_owned(), other);
+            Some(map)
+        }
+    }
+}

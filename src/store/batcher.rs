@@ -1,0 +1,275 @@
+//! The store's background task: takes records off the queue, batches them by kind, count and
+//! bytes, and exports each batch with retries, splitting batches the backend refuses for a
+//! bad record so that one bad record cannot sink the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::exporter::{Encoded, ExportBatch, ExportError, Exporter, RecordKind};
+use super::retry::RetryPolicy;
+use super::stats::{Counters, LossReason};
+use crate::record::Record;
+use crate::warn::RateLimit;
+
+/// Opik's limit of items in one batch call.
+pub(crate) const OPIK_MAX_BATCH_ITEMS: usize = 1000;
+
+/// A request to the task, answered when done.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Deliver everything queued so far.
+    Flush(oneshot::Sender<()>),
+    /// Deliver everything queued so far, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// How the task batches.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchLimits {
+    pub(crate) max_items: usize,
+    pub(crate) max_bytes: usize,
+    pub(crate) interval: Duration,
+    pub(crate) retry: RetryPolicy,
+}
+
+pub(crate) struct Batcher {
+    records: mpsc::Receiver<Record>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    exporter: Arc<dyn Exporter>,
+    counters: Arc<Counters>,
+    limits: BatchLimits,
+    spans: ExportBatch,
+    traces: ExportBatch,
+}
+
+static EXPORT_WARNING: RateLimit = RateLimit::new();
+
+impl Batcher {
+    pub(crate) fn new(
+        records: mpsc::Receiver<Record>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        exporter: Arc<dyn Exporter>,
+        counters: Arc<Counters>,
+        limits: BatchLimits,
+    ) -> Self {
+        Self {
+            records,
+            commands,
+            exporter,
+            counters,
+            limits,
+            spans: ExportBatch::new(RecordKind::Span),
+            traces: ExportBatch::new(RecordKind::Trace),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + self.limits.interval, self.limits.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut commands_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                command = self.commands.recv(), if commands_open => match command {
+                    Some(Command::Flush(done)) => {
+                        self.export_all().await;
+                        let _ = done.send(());
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.records.close();
+                        self.export_all().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => commands_open = false,
+                },
+                // Before records, so a steady stream cannot starve the interval.
+                _ = ticker.tick() => self.export_all().await,
+                record = self.records.recv() => match record {
+                    Some(record) => self.add(record).await,
+                    None => {
+                        // Every handle is gone: deliver what is left and stop.
+                        self.export_all().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Takes everything waiting in the queue, encoded.
+    fn drain_queue(&mut self) -> Vec<Encoded> {
+        let mut full = Vec::new();
+        while let Ok(record) = self.records.try_recv() {
+            if let Some(item) = self.encode(record) {
+                full.push(item);
+            }
+        }
+        full
+    }
+
+    fn encode(&self, record: Record) -> Option<Encoded> {
+        match Encoded::new(record) {
+            Ok(item) if item.json.len() + 16 > self.limits.max_bytes => {
+                let size = item.json.len();
+                self.counters.lose(LossReason::TooLarge, 1, || {
+                    format!("record {} is {size} bytes", item.record.id())
+                });
+                None
+            }
+            Ok(item) => Some(item),
+            Err(e) => {
+                self.counters
+                    .lose(LossReason::Encoding, 1, || e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Adds a record to its batch, exporting the batch first if the record would not fit
+    /// and afterwards if it is full.
+    async fn add(&mut self, record: Record) {
+        let Some(item) = self.encode(record) else {
+            return;
+        };
+        self.push(item).await;
+    }
+
+    async fn push(&mut self, item: Encoded) {
+        let kind = RecordKind::of(&item.record);
+        let (max_bytes, max_items) = (self.limits.max_bytes, self.limits.max_items);
+        let batch = self.batch_mut(kind);
+        if !batch.is_empty() && batch.json_len() + item.json.len() + 1 > max_bytes {
+            let full = batch.take();
+            self.export(full).await;
+        }
+        let batch = self.batch_mut(kind);
+        batch.push(item);
+        if batch.len() >= max_items {
+            let full = batch.take();
+            self.export(full).await;
+        }
+    }
+
+    fn batch_mut(&mut self, kind: RecordKind) -> &mut ExportBatch {
+        match kind {
+            RecordKind::Span => &mut self.spans,
+            RecordKind::Trace => &mut self.traces,
+        }
+    }
+
+    /// Exports both pending batches (after pushing anything drained from the queue).
+    async fn export_all(&mut self) {
+        // Records drained by `drain_queue` may exceed one batch: push them through `push`.
+        let drained = self.drain_queue();
+        for item in drained {
+            self.push(item).await;
+        }
+        let spans = self.spans.take();
+        self.export(spans).await;
+        let traces = self.traces.take();
+        self.export(traces).await;
+    }
+
+    /// Exports one batch, retrying transient failures and splitting batches refused for
+    /// bad content (400, 422) until the bad records stand alone.
+    async fn export(&self, batch: ExportBatch) {
+        let mut stack = vec![batch];
+        while let Some(batch) = stack.pop() {
+            if batch.is_empty() {
+                continue;
+            }
+            let n = batch.len() as u64;
+            match self.send_with_retry(&batch).await {
+                Ok(()) => Counters::add(&self.counters.sent, n),
+                Err(ExportError::Rejected {
+                    status: 400 | 422, ..
+                }) if batch.len() > 1 => {
+                    let (first, second) = batch.split();
+                    stack.push(second);
+                    stack.push(first);
+                }
+                Err(ExportError::Rejected { status, message }) => {
+                    warn_export(&format!("{n} records rejected with {status}: {message}"));
+                    let ids = id_list(&batch);
+                    self.counters.lose(LossReason::Rejected { status }, n, || {
+                        format!("{message} [{ids}]")
+                    });
+                }
+                Err(ExportError::Retryable { reason, .. }) => {
+                    warn_export(&format!("{n} records given up after retries: {reason}"));
+                    self.counters
+                        .lose(LossReason::RetriesExhausted, n, || reason);
+                }
+            }
+        }
+    }
+
+    async fn send_with_retry(&self, batch: &ExportBatch) -> Result<(), ExportError> {
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            Counters::add(&self.counters.export_calls, 1);
+            let err = match self.exporter.export(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e @ ExportError::Rejected { .. }) => return Err(e),
+                Err(e) => e,
+            };
+            let ExportError::Retryable { retry_after, .. } = &err else {
+                return Err(err);
+            };
+            let wait = self.limits.retry.delay(attempts - 1, *retry_after);
+            if !self.limits.retry.allows(attempts, started.elapsed(), wait) {
+                return Err(err);
+            }
+            tracing::debug!(target: "tower_opik", error = %err, ?wait, "export failed, retrying");
+            Counters::add(&self.counters.retries, 1);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Records still held when the task is dropped (the runtime stopped before `shutdown`).
+    fn held(&self) -> u64 {
+        (self.spans.len() + self.traces.len() + self.records.len()) as u64
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        let lost = self.held();
+        if lost > 0 {
+            self.counters
+                .lose(LossReason::RuntimeStopped, lost, String::new);
+            tracing::warn!(
+                target: "tower_opik",
+                lost,
+                "the runtime stopped the Opik span store with records undelivered: \
+                 call SpanStore::shutdown before the runtime ends"
+            );
+        }
+    }
+}
+
+fn warn_export(message: &str) {
+    if let Some(suppressed) = EXPORT_WARNING.check() {
+        tracing::warn!(target: "tower_opik", suppressed, "Opik export: {message}");
+    }
+}
+
+/// The ids of a (small) batch, for the loss message: at most 5.
+fn id_list(batch: &ExportBatch) -> String {
+    let mut ids: Vec<String> = batch
+        .records()
+        .take(5)
+        .map(|r| r.id().to_string())
+        .collect();
+    if batch.len() > 5 {
+        ids.push(format!("and {} more", batch.len() - 5));
+    }
+    ids.join(", ")
+}

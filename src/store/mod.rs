@@ -1,0 +1,530 @@
+//! The span store: one bounded, non-blocking queue per process, shared by handle, with a
+//! background task that batches records to Opik.
+//!
+//! - [`SpanStore::record`] is synchronous and never blocks, waits or locks: it runs inside
+//!   `poll_frame` and `Drop`. When the queue is full the newest record is dropped, counted,
+//!   and one rate-limited warning is logged.
+//! - The background task batches spans and traces (at most 1000 items and a byte cap a
+//!   call), sends on a full batch or every flush interval, retries what is worth retrying
+//!   and isolates records the backend refuses.
+//! - [`SpanStore::flush`] and [`SpanStore::shutdown`] are bounded by their timeout and report
+//!   what happened; [`SpanStore::stats`] can be read at any time.
+//!
+//! Defaults, anchored to OpenTelemetry's `BatchSpanProcessor` (queue 2048, drop newest) and
+//! the Python SDK (batches of up to 1000, flushed every 2 s, gzip from 256 bytes):
+//!
+//! | option | default |
+//! |---|---|
+//! | [`queue_capacity`](SpanStoreBuilder::queue_capacity) | 2048 records |
+//! | [`max_batch_items`](SpanStoreBuilder::max_batch_items) | 1000 (Opik's limit) |
+//! | [`max_batch_bytes`](SpanStoreBuilder::max_batch_bytes) | 8 MiB |
+//! | [`flush_interval`](SpanStoreBuilder::flush_interval) | 2 s |
+//! | [`gzip_threshold`](SpanStoreBuilder::gzip_threshold) | 256 bytes |
+//! | [`request_timeout`](SpanStoreBuilder::request_timeout) | 10 s |
+//! | [`retry`](SpanStoreBuilder::retry) | [`RetryPolicy::default`] |
+
+mod batcher;
+mod exporter;
+mod rest;
+mod retry;
+mod stats;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
+pub use rest::OpikRestExporter;
+pub use retry::RetryPolicy;
+pub use stats::{FlushReport, Loss, LossReason, StoreStats};
+
+use self::batcher::{BatchLimits, Batcher, Command, OPIK_MAX_BATCH_ITEMS};
+use self::stats::Counters;
+use crate::config::OpikConfig;
+use crate::headers::DistributedHeaders;
+use crate::record::Record;
+use crate::span::Span;
+use crate::warn::RateLimit;
+
+/// The handle on the process's span store. `Clone + Send + Sync`: every layer, middleware
+/// and span of a process shares one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_opik::Error> {
+/// use std::time::Duration;
+/// use tower_opik::{OpikConfig, SpanStore};
+///
+/// let config = OpikConfig::local("http://127.0.0.1:5173/api/");
+/// let store = SpanStore::builder().config(config).flush_interval(Duration::from_secs(1)).build()?;
+/// let span = store.root_span("job");
+/// span.end();
+/// let report = store.shutdown(Duration::from_millis(100)).await; // nothing listens there
+/// println!("{report}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SpanStore {
+    inner: Arc<Shared>,
+    /// The project of the spans started through this handle.
+    project_name: Option<Arc<str>>,
+}
+
+struct Shared {
+    /// `None` when tracing is disabled.
+    queue: Option<Queue>,
+    counters: Arc<Counters>,
+}
+
+struct Queue {
+    records: mpsc::Sender<Record>,
+    commands: mpsc::UnboundedSender<Command>,
+    full_warning: RateLimit,
+}
+
+impl std::fmt::Debug for SpanStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanStore")
+            .field("enabled", &self.is_enabled())
+            .field("project_name", &self.project_name)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl SpanStore {
+    /// A builder; see the [module docs](crate::store) for the defaults.
+    ///
+    /// ```
+    /// let builder = tower_opik::SpanStore::builder().queue_capacity(10_000);
+    /// ```
+    pub fn builder() -> SpanStoreBuilder {
+        SpanStoreBuilder::default()
+    }
+
+    /// A store configured from the environment and `~/.opik.config`, as the official SDKs
+    /// read them. Must be called inside a tokio runtime (with time enabled).
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), tower_opik::Error> {
+    /// let store = tower_opik::SpanStore::from_env()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_env() -> Result<Self, crate::Error> {
+        Self::builder().build()
+    }
+
+    /// A store that records nothing: spans from it are [`Span::none`], and every call costs
+    /// next to nothing. The kill switch (`OPIK_TRACK_DISABLE=true`) builds one of these.
+    ///
+    /// ```
+    /// let store = tower_opik::SpanStore::disabled();
+    /// assert!(!store.is_enabled());
+    /// assert!(store.root_span("x").is_none());
+    /// ```
+    pub fn disabled() -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                queue: None,
+                counters: Arc::default(),
+            }),
+            project_name: None,
+        }
+    }
+
+    /// Whether this store records anything.
+    ///
+    /// ```
+    /// assert!(!tower_opik::SpanStore::disabled().is_enabled());
+    /// ```
+    pub fn is_enabled(&self) -> bool {
+        self.inner.queue.is_some()
+    }
+
+    /// The project records go to (`None`: Opik's default project).
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::SpanStore::disabled().project_name(), None);
+    /// ```
+    pub fn project_name(&self) -> Option<&Arc<str>> {
+        self.project_name.as_ref()
+    }
+
+    /// A handle on the same store whose spans go to another project (for a layer or a
+    /// component that reports to its own project). Records still share one queue.
+    ///
+    /// A blank name keeps the current project (Opik refuses blank ones).
+    ///
+    /// ```
+    /// let store = tower_opik::SpanStore::disabled();
+    /// let billing = store.with_project_name("billing");
+    /// # let _ = billing;
+    /// ```
+    pub fn with_project_name(&self, name: impl AsRef<str>) -> SpanStore {
+        let name = name.as_ref();
+        let mut store = self.clone();
+        if self.is_enabled() && !name.trim().is_empty() {
+            store.project_name = Some(Arc::from(name));
+        }
+        store
+    }
+
+    /// Starts the root span of a new trace; this service writes the trace record when the
+    /// span ends.
+    ///
+    /// ```
+    /// let span = tower_opik::SpanStore::disabled().root_span("chat");
+    /// span.end();
+    /// ```
+    pub fn root_span(&self, name: impl Into<Cow<'static, str>>) -> Span {
+        Span::start(self, name.into(), None)
+    }
+
+    /// Starts a span under a remote parent (the distributed headers of an incoming call), or
+    /// the root of a new trace when `parent` is `None`.
+    ///
+    /// ```
+    /// use tower_opik::DistributedHeaders;
+    /// let store = tower_opik::SpanStore::disabled();
+    /// let parent = DistributedHeaders::extract(&http::HeaderMap::new()).headers;
+    /// let span = store.span_with_parent("handle", parent.as_ref());
+    /// span.end();
+    /// ```
+    pub fn span_with_parent(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        parent: Option<&DistributedHeaders>,
+    ) -> Span {
+        Span::start(self, name.into(), parent)
+    }
+
+    /// Hands a finished record to the store. Synchronous, never blocks: when the queue is
+    /// full the record is dropped and counted. Spans call this when they end; call it
+    /// directly only for records you built yourself.
+    ///
+    /// ```
+    /// use tower_opik::record::TraceRecord;
+    /// let store = tower_opik::SpanStore::disabled();
+    /// store.record(TraceRecord::new(tower_opik::id::new_id(), "t", tower_opik::Timestamp::now()));
+    /// ```
+    pub fn record(&self, record: impl Into<Record>) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        let counters = &self.inner.counters;
+        match queue.records.try_send(record.into()) {
+            Ok(()) => Counters::add(&counters.recorded, 1),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                counters.lose(LossReason::QueueFull, 1, String::new);
+                if let Some(suppressed) = queue.full_warning.check() {
+                    tracing::warn!(
+                        target: "tower_opik",
+                        suppressed,
+                        capacity = queue.records.max_capacity(),
+                        "Opik span queue full: dropping records (raise queue_capacity, or check the backend)"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                counters.lose(LossReason::ShutDown, 1, String::new);
+            }
+        }
+    }
+
+    /// The counters, now.
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::SpanStore::disabled().stats().sent, 0);
+    /// ```
+    pub fn stats(&self) -> StoreStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Delivers everything recorded before the call, waiting at most `timeout`. Never hangs:
+    /// when the backend is down or slow the report says `completed: false` and how much is
+    /// still pending (the store keeps trying in the background).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let report = tower_opik::SpanStore::disabled().flush(std::time::Duration::from_secs(5)).await;
+    /// assert!(report.completed);
+    /// # }
+    /// ```
+    pub async fn flush(&self, timeout: Duration) -> FlushReport {
+        self.command(Command::Flush, timeout).await
+    }
+
+    /// Delivers everything recorded so far, then stops the background task; records made
+    /// after it are dropped and counted. Bounded by `timeout` like [`flush`](Self::flush).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = tower_opik::SpanStore::disabled();
+    /// let report = store.shutdown(std::time::Duration::from_secs(5)).await;
+    /// println!("{report}");
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, timeout: Duration) -> FlushReport {
+        self.command(Command::Shutdown, timeout).await
+    }
+
+    async fn command(
+        &self,
+        make: fn(oneshot::Sender<()>) -> Command,
+        timeout: Duration,
+    ) -> FlushReport {
+        let completed = match &self.inner.queue {
+            None => true,
+            Some(queue) => {
+                let (done, answer) = oneshot::channel();
+                if queue.commands.send(make(done)).is_err() {
+                    // The task has stopped (after a shutdown): done if nothing is left.
+                    self.stats().pending() == 0
+                } else {
+                    matches!(tokio::time::timeout(timeout, answer).await, Ok(Ok(())))
+                }
+            }
+        };
+        FlushReport {
+            completed,
+            stats: self.stats(),
+        }
+    }
+}
+
+/// Builds a [`SpanStore`]: configuration, exporter, queue and batching options.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower_opik::Error> {
+/// use std::time::Duration;
+/// use tower_opik::{store::RetryPolicy, OpikConfig, SpanStore};
+/// let store = SpanStore::builder()
+///     .config(OpikConfig::local("http://127.0.0.1:5173/api/"))
+///     .queue_capacity(8192)
+///     .flush_interval(Duration::from_millis(500))
+///     .retry(RetryPolicy::default().max_attempts(5))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use]
+pub struct SpanStoreBuilder {
+    config: Option<OpikConfig>,
+    exporter: Option<Arc<dyn Exporter>>,
+    project_name: Option<String>,
+    disabled: Option<bool>,
+    queue_capacity: usize,
+    limits: BatchLimits,
+    gzip_threshold: usize,
+    request_timeout: Duration,
+}
+
+impl Default for SpanStoreBuilder {
+    fn default() -> Self {
+        Self {
+            config: None,
+            exporter: None,
+            project_name: None,
+            disabled: None,
+            queue_capacity: 2048,
+            limits: BatchLimits {
+                max_items: OPIK_MAX_BATCH_ITEMS,
+                max_bytes: 8 * 1024 * 1024,
+                interval: Duration::from_secs(2),
+                retry: RetryPolicy::default(),
+            },
+            gzip_threshold: 256,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl SpanStoreBuilder {
+    /// The Opik configuration (URL, key, workspace, project, kill switch). Without one,
+    /// [`build`](Self::build) reads it from the environment and `~/.opik.config`.
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().config(tower_opik::OpikConfig::local("http://127.0.0.1:1/"));
+    /// ```
+    pub fn config(mut self, config: OpikConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Sends batches through this exporter instead of Opik's REST API.
+    ///
+    /// ```
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// let b = tower_opik::SpanStore::builder().exporter(Discard);
+    /// ```
+    pub fn exporter(mut self, exporter: impl Exporter) -> Self {
+        self.exporter = Some(Arc::new(exporter));
+        self
+    }
+
+    /// The project records go to, over the configuration's.
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().project_name("checkout");
+    /// ```
+    pub fn project_name(mut self, name: impl Into<String>) -> Self {
+        self.project_name = Some(name.into());
+        self
+    }
+
+    /// Turns tracing off (or on) over the configuration's `track_disable`.
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().disabled(true);
+    /// ```
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.disabled = Some(disabled);
+        self
+    }
+
+    /// How many finished records may wait for export (at least 1).
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().queue_capacity(4096);
+    /// ```
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// Records per batch call, 1 to 1000 (Opik's limit).
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().max_batch_items(500);
+    /// ```
+    pub fn max_batch_items(mut self, items: usize) -> Self {
+        self.limits.max_items = items.clamp(1, OPIK_MAX_BATCH_ITEMS);
+        self
+    }
+
+    /// Uncompressed bytes per batch call; a single record over it is given up (counted as
+    /// [`LossReason::TooLarge`]).
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().max_batch_bytes(4 << 20);
+    /// ```
+    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_bytes = bytes.max(1024);
+        self
+    }
+
+    /// How often a partly filled batch is sent.
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().flush_interval(std::time::Duration::from_millis(250));
+    /// ```
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.limits.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Bodies of at least this many bytes are gzipped (REST exporter only).
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().gzip_threshold(usize::MAX); // never
+    /// ```
+    pub fn gzip_threshold(mut self, bytes: usize) -> Self {
+        self.gzip_threshold = bytes;
+        self
+    }
+
+    /// The time limit of one export request (REST exporter only).
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().request_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The retry policy for transient failures.
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().retry(tower_opik::store::RetryPolicy::none());
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.limits.retry = policy;
+        self
+    }
+
+    /// Builds the store and spawns its background task on the current tokio runtime.
+    ///
+    /// Errors: a bad configuration, no tokio runtime (unless tracing is disabled, which
+    /// needs none), or an HTTP client that cannot be built.
+    ///
+    /// ```
+    /// // Outside a runtime, a disabled store still builds:
+    /// let store = tower_opik::SpanStore::builder().disabled(true).build().unwrap();
+    /// assert!(!store.is_enabled());
+    /// // ... and an enabled one says why it cannot:
+    /// let err = tower_opik::SpanStore::builder()
+    ///     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/"))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, tower_opik::Error::NoRuntime));
+    /// ```
+    pub fn build(self) -> Result<SpanStore, crate::Error> {
+        let config = match (self.config, self.disabled) {
+            (Some(c), _) => Some(c),
+            (None, Some(true)) => None,
+            (None, _) => Some(OpikConfig::from_env()?),
+        };
+        let disabled = self
+            .disabled
+            .unwrap_or_else(|| config.as_ref().is_some_and(OpikConfig::track_disable));
+        let Some(config) = config.filter(|_| !disabled) else {
+            return Ok(SpanStore::disabled());
+        };
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
+        let exporter: Arc<dyn Exporter> = match self.exporter {
+            Some(e) => e,
+            None => Arc::new(
+                OpikRestExporter::new(&config)?
+                    .timeout(self.request_timeout)
+                    .gzip_threshold(self.gzip_threshold),
+            ),
+        };
+        let project_name = match self.project_name {
+            Some(p) if p.trim().is_empty() => return Err(crate::Error::BlankProjectName),
+            Some(p) => p,
+            None => config.project_name().to_owned(),
+        };
+        let counters = Arc::new(Counters::default());
+        let (records_tx, records_rx) = mpsc::channel(self.queue_capacity);
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let batcher = Batcher::new(
+            records_rx,
+            commands_rx,
+            exporter,
+            counters.clone(),
+            self.limits,
+        );
+        runtime.spawn(batcher.run());
+        Ok(SpanStore {
+            inner: Arc::new(Shared {
+                queue: Some(Queue {
+                    records: records_tx,
+                    commands: commands_tx,
+                    full_warning: RateLimit::new(),
+                }),
+                counters,
+            }),
+            project_name: Some(Arc::from(project_name)),
+        })
+    }
+}

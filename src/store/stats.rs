@@ -1,0 +1,231 @@
+//! What the store did with the records it was given: counters readable at any time, and
+//! the reasons for whatever it could not deliver.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why records were not delivered.
+///
+/// ```
+/// use tower_opik::store::LossReason;
+/// assert!(LossReason::QueueFull.is_drop());
+/// assert!(!LossReason::Rejected { status: 400 }.is_drop());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum LossReason {
+    /// Dropped when recorded: the queue was full.
+    QueueFull,
+    /// Dropped when recorded: the store had shut down.
+    ShutDown,
+    /// Refused by the backend with this status (never retried).
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// Still failing after every retry the policy allows.
+    RetriesExhausted,
+    /// Larger than the batch byte cap on its own.
+    TooLarge,
+    /// Could not be encoded as JSON.
+    Encoding,
+    /// Still queued when the runtime stopped the store's task.
+    RuntimeStopped,
+}
+
+impl LossReason {
+    /// Whether the record was dropped before it was queued (as opposed to failed later).
+    ///
+    /// ```
+    /// assert!(tower_opik::store::LossReason::ShutDown.is_drop());
+    /// ```
+    pub fn is_drop(self) -> bool {
+        matches!(self, Self::QueueFull | Self::ShutDown)
+    }
+}
+
+impl std::fmt::Display for LossReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::QueueFull => f.write_str("queue full"),
+            Self::ShutDown => f.write_str("recorded after shutdown"),
+            Self::Rejected { status } => write!(f, "rejected by the backend ({status})"),
+            Self::RetriesExhausted => f.write_str("retries exhausted"),
+            Self::TooLarge => f.write_str("larger than the batch byte cap"),
+            Self::Encoding => f.write_str("not encodable as JSON"),
+            Self::RuntimeStopped => f.write_str("runtime stopped before delivery"),
+        }
+    }
+}
+
+/// Records lost for one reason, with the last message that came with them.
+///
+/// ```
+/// # let stats = tower_opik::SpanStore::disabled().stats();
+/// for loss in &stats.losses {
+///     println!("{} records: {} ({})", loss.count, loss.reason, loss.last_message);
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Loss {
+    /// Why.
+    pub reason: LossReason,
+    /// How many records.
+    pub count: u64,
+    /// The last detail seen (a status line, a backend message), without secrets.
+    pub last_message: String,
+}
+
+/// A snapshot of the store's counters. All counts are of records (spans and traces).
+///
+/// `recorded = sent + failed + pending`; `dropped` records never entered the queue.
+///
+/// ```
+/// let stats = tower_opik::SpanStore::disabled().stats();
+/// assert_eq!(stats.recorded, 0);
+/// assert_eq!(stats.pending(), 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Accepted into the queue.
+    pub recorded: u64,
+    /// Delivered (the backend answered 2xx).
+    pub sent: u64,
+    /// Dropped at `record` (queue full, or after shutdown).
+    pub dropped: u64,
+    /// Given up after they were queued (refused, retries exhausted, too large).
+    pub failed: u64,
+    /// Export attempts that were retried.
+    pub retries: u64,
+    /// Export calls made (each attempt counts).
+    pub export_calls: u64,
+    /// Losses by reason.
+    pub losses: Vec<Loss>,
+}
+
+impl StoreStats {
+    /// Records accepted but neither delivered nor given up yet.
+    ///
+    /// ```
+    /// assert_eq!(tower_opik::store::StoreStats::default().pending(), 0);
+    /// ```
+    pub fn pending(&self) -> u64 {
+        self.recorded.saturating_sub(self.sent + self.failed)
+    }
+}
+
+impl std::fmt::Display for StoreStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} recorded, {} sent, {} pending, {} dropped, {} failed, {} retries",
+            self.recorded,
+            self.sent,
+            self.pending(),
+            self.dropped,
+            self.failed,
+            self.retries
+        )?;
+        for loss in &self.losses {
+            write!(f, "; {} {}", loss.count, loss.reason)?;
+            if !loss.last_message.is_empty() {
+                write!(f, " ({})", loss.last_message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`SpanStore::flush`](crate::SpanStore::flush) and
+/// [`SpanStore::shutdown`](crate::SpanStore::shutdown) report.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let report = tower_opik::SpanStore::disabled().flush(std::time::Duration::from_secs(1)).await;
+/// assert!(report.completed);
+/// println!("{report}");
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// Whether everything recorded before the call was delivered or given up within the
+    /// time allowed (`false`: the timeout came first, `stats.pending()` says how much is
+    /// left).
+    pub completed: bool,
+    /// The counters when the call returned.
+    pub stats: StoreStats,
+}
+
+impl std::fmt::Display for FlushReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head = if self.completed {
+            "flushed"
+        } else {
+            "timed out"
+        };
+        write!(f, "{head}: {}", self.stats)
+    }
+}
+
+/// The live counters behind [`StoreStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) recorded: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) export_calls: AtomicU64,
+    losses: Mutex<BTreeMap<LossReason, (u64, String)>>,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` records lost for `reason` (touched only on the failure path).
+    pub(crate) fn lose(&self, reason: LossReason, n: u64, message: impl FnOnce() -> String) {
+        if n == 0 {
+            return;
+        }
+        Self::add(
+            if reason.is_drop() {
+                &self.dropped
+            } else {
+                &self.failed
+            },
+            n,
+        );
+        let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = losses.entry(reason).or_default();
+        entry.0 += n;
+        entry.1 = message();
+    }
+
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        StoreStats {
+            recorded: get(&self.recorded),
+            sent: get(&self.sent),
+            dropped: get(&self.dropped),
+            failed: get(&self.failed),
+            retries: get(&self.retries),
+            export_calls: get(&self.export_calls),
+            losses: losses
+                .iter()
+                .map(|(reason, (count, msg))| Loss {
+                    reason: *reason,
+                    count: *count,
+                    last_message: msg.clone(),
+                })
+                .collect(),
+        }
+    }
+}

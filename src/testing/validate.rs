@@ -1,0 +1,478 @@
+//! Opik's rules for batch bodies, as pure functions on JSON: what the real backend refuses
+//! (SPEC §2, §3 and the `Span_Write` / `Trace_Write` schemas of Opik's OpenAPI spec).
+//!
+//! Written against Opik's rules, not against the crate's own record structs, so that a field
+//! misnamed in `record` fails here. Stricter than the backend on one point, on purpose:
+//! unknown fields are refused (the backend would silently drop them).
+
+use std::collections::HashSet;
+
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+/// Which batch endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Span,
+    Trace,
+}
+
+impl Kind {
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Kind::Span => "spans",
+            Kind::Trace => "traces",
+        }
+    }
+}
+
+/// A refusal: the status the backend would answer, and why.
+pub(crate) type Refusal = (StatusCode, String);
+
+const SPAN_FIELDS: &[&str] = &[
+    "id",
+    "project_name",
+    "trace_id",
+    "parent_span_id",
+    "name",
+    "type",
+    "start_time",
+    "end_time",
+    "input",
+    "output",
+    "metadata",
+    "model",
+    "provider",
+    "tags",
+    "usage",
+    "error_info",
+    "last_updated_at",
+    "total_estimated_cost",
+    "total_estimated_cost_version",
+    "ttft",
+    "source",
+    "environment",
+];
+const TRACE_FIELDS: &[&str] = &[
+    "id",
+    "project_name",
+    "name",
+    "start_time",
+    "end_time",
+    "input",
+    "output",
+    "metadata",
+    "tags",
+    "error_info",
+    "last_updated_at",
+    "ttft",
+    "thread_id",
+    "source",
+    "environment",
+];
+const SPAN_TYPES: &[&str] = &["general", "tool", "llm", "guardrail"];
+const SOURCES: &[&str] = &[
+    "sdk",
+    "experiment",
+    "playground",
+    "optimization",
+    "evaluator",
+];
+
+/// The largest batch Opik accepts.
+pub(crate) const MAX_ITEMS: usize = 1000;
+
+/// Checks a whole batch body; on success returns its items. One bad item refuses the whole
+/// batch, as the backend does. `nulls` counts the optional fields sent as `null`.
+pub(crate) fn batch(
+    kind: Kind,
+    body: &Value,
+    now_ms: u64,
+    nulls: &mut usize,
+) -> Result<Vec<Map<String, Value>>, Refusal> {
+    let unprocessable = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
+    let Some(object) = body.as_object() else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object".into(),
+        ));
+    };
+    if let Some(other) = object.keys().find(|k| *k != kind.key()) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("unknown field `{other}` in the batch"),
+        ));
+    }
+    let Some(items) = object.get(kind.key()).filter(|v| !v.is_null()) else {
+        return Err(unprocessable(format!("{} must not be null", kind.key())));
+    };
+    let Some(items) = items.as_array() else {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("{} must be an array", kind.key()),
+        ));
+    };
+    if items.is_empty() || items.len() > MAX_ITEMS {
+        return Err(unprocessable(format!(
+            "{} size must be between 1 and {MAX_ITEMS}, got {}",
+            kind.key(),
+            items.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let record = self::item(kind, item, now_ms, nulls).map_err(|(status, why)| {
+            let id = item.get("id").and_then(Value::as_str).unwrap_or("?");
+            (status, format!("{}[{index}] (id {id}): {why}", kind.key()))
+        })?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+/// Checks one record; returns it without its `null` fields.
+fn item(
+    kind: Kind,
+    item: &Value,
+    now_ms: u64,
+    nulls: &mut usize,
+) -> Result<Map<String, Value>, Refusal> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let unprocessable = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
+    let Some(object) = item.as_object() else {
+        return Err(bad("each item must be a JSON object".into()));
+    };
+    let known = match kind {
+        Kind::Span => SPAN_FIELDS,
+        Kind::Trace => TRACE_FIELDS,
+    };
+    let mut record = Map::new();
+    for (key, value) in object {
+        if !known.contains(&key.as_str()) {
+            return Err(bad(format!("unknown field `{key}`")));
+        }
+        if value.is_null() {
+            *nulls += 1;
+            continue;
+        }
+        record.insert(key.clone(), value.clone());
+    }
+    let get = |k: &str| record.get(k);
+
+    match get("id") {
+        None => return Err(bad("`id` is required (the SDKs always send one)".into())),
+        Some(v) => uuid_v7(v, "id", now_ms).map_err(bad)?,
+    }
+    if kind == Kind::Span {
+        match get("trace_id") {
+            None => return Err(bad("`trace_id` is required".into())),
+            Some(v) => uuid_v7(v, "trace_id", now_ms).map_err(bad)?,
+        }
+        if let Some(v) = get("parent_span_id") {
+            uuid_v7(v, "parent_span_id", now_ms).map_err(bad)?;
+        }
+        if let Some(v) = get("type") {
+            enumerated(v, "type", SPAN_TYPES).map_err(bad)?;
+        }
+        for field in ["model", "provider", "total_estimated_cost_version"] {
+            if let Some(v) = get(field) {
+                string(v, field).map_err(bad)?;
+            }
+        }
+        if let Some(v) = get("usage") {
+            usage(v).map_err(bad)?;
+        }
+        if let Some(v) = get("total_estimated_cost") {
+            match v.as_f64() {
+                None => return Err(bad("`total_estimated_cost` must be a number".into())),
+                Some(c) if c < 0.0 => {
+                    return Err(unprocessable("`total_estimated_cost` must be >= 0".into()));
+                }
+                Some(_) => {}
+            }
+        }
+    } else if let Some(v) = get("thread_id") {
+        string(v, "thread_id").map_err(bad)?;
+    }
+    match get("start_time") {
+        None => return Err(bad("`start_time` is required".into())),
+        Some(v) => date_time(v, "start_time").map_err(bad)?,
+    };
+    for field in ["end_time", "last_updated_at"] {
+        if let Some(v) = get(field) {
+            date_time(v, field).map_err(bad)?;
+        }
+    }
+    if let Some(v) = get("project_name") {
+        let name = string(v, "project_name").map_err(bad)?;
+        if name.trim().is_empty() {
+            return Err(unprocessable("`project_name` must not be blank".into()));
+        }
+    }
+    if let Some(v) = get("name") {
+        string(v, "name").map_err(bad)?;
+    }
+    for field in ["input", "output", "metadata"] {
+        if let Some(v) = get(field) {
+            json_list_string(v, field).map_err(bad)?;
+        }
+    }
+    if let Some(v) = get("tags") {
+        let Some(tags) = v.as_array() else {
+            return Err(bad("`tags` must be an array of strings".into()));
+        };
+        let mut seen = HashSet::new();
+        for tag in tags {
+            let Some(tag) = tag.as_str() else {
+                return Err(bad("`tags` must be an array of strings".into()));
+            };
+            if !seen.insert(tag) {
+                return Err(unprocessable(format!(
+                    "`tags` must be unique: `{tag}` twice"
+                )));
+            }
+        }
+    }
+    if let Some(v) = get("error_info") {
+        error_info(v)?;
+    }
+    if let Some(v) = get("ttft")
+        && !v.is_number()
+    {
+        return Err(bad("`ttft` must be a number".into()));
+    }
+    if let Some(v) = get("source") {
+        enumerated(v, "source", SOURCES).map_err(bad)?;
+    }
+    if let Some(v) = get("environment") {
+        let env = string(v, "environment").map_err(bad)?;
+        if env.chars().count() > 150 {
+            return Err(unprocessable(
+                "`environment` must be at most 150 characters".into(),
+            ));
+        }
+    }
+    Ok(record)
+}
+
+fn string<'a>(v: &'a Value, field: &str) -> Result<&'a str, String> {
+    v.as_str()
+        .ok_or_else(|| format!("`{field}` must be a string"))
+}
+
+fn enumerated(v: &Value, field: &str, allowed: &[&str]) -> Result<(), String> {
+    let s = string(v, field)?;
+    if allowed.contains(&s) {
+        Ok(())
+    } else {
+        Err(format!("`{field}` must be one of {allowed:?}, got {s:?}"))
+    }
+}
+
+/// A canonical UUID of version 7 whose embedded time is within 24 h of now.
+fn uuid_v7(v: &Value, field: &str, now_ms: u64) -> Result<(), String> {
+    let s = string(v, field)?;
+    let canonical = s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+    if !canonical {
+        return Err(format!("`{field}` is not a UUID: {s:?}"));
+    }
+    if &s[14..15] != "7" {
+        return Err(format!("`{field}` must be a version 7 UUID: {s}"));
+    }
+    if !matches!(&s[19..20], "8" | "9" | "a" | "b" | "A" | "B") {
+        return Err(format!("`{field}` has an invalid UUID variant: {s}"));
+    }
+    let hex: String = s[..13].chars().filter(|c| *c != '-').collect();
+    let ms = u64::from_str_radix(&hex, 16).map_err(|e| e.to_string())?;
+    if ms.abs_diff(now_ms) > 24 * 3600 * 1000 {
+        return Err(format!(
+            "`{field}` carries a time more than 24 h from now: {s}"
+        ));
+    }
+    Ok(())
+}
+
+/// `JsonListString_Write`: an object, an array of objects, or a string.
+fn json_list_string(v: &Value, field: &str) -> Result<(), String> {
+    let ok = match v {
+        Value::Object(_) | Value::String(_) => true,
+        Value::Array(items) => items.iter().all(Value::is_object),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{field}` must be an object, an array of objects or a string"
+        ))
+    }
+}
+
+fn usage(v: &Value) -> Result<(), String> {
+    let Some(map) = v.as_object() else {
+        return Err("`usage` must be an object of integers".into());
+    };
+    for (k, n) in map {
+        let fits = n.as_i64().is_some_and(|n| i32::try_from(n).is_ok());
+        if !fits {
+            return Err(format!("`usage.{k}` must be an int32, got {n}"));
+        }
+    }
+    Ok(())
+}
+
+fn error_info(v: &Value) -> Result<(), Refusal> {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_owned());
+    let Some(map) = v.as_object() else {
+        return Err(bad("`error_info` must be an object"));
+    };
+    for (k, value) in map {
+        if !matches!(k.as_str(), "exception_type" | "message" | "traceback") {
+            return Err(bad(&format!("unknown field `error_info.{k}`")));
+        }
+        if !value.is_string() && !value.is_null() {
+            return Err(bad(&format!("`error_info.{k}` must be a string")));
+        }
+    }
+    for required in ["exception_type", "traceback"] {
+        if map
+            .get(required)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`error_info.{required}` must not be empty"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An RFC 3339 date-time with a zone: `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
+fn date_time(v: &Value, field: &str) -> Result<i64, String> {
+    let s = string(v, field)?;
+    parse_date_time(s)
+        .ok_or_else(|| format!("`{field}` must be an RFC 3339 date-time with a zone, got {s:?}"))
+}
+
+/// Microseconds since the epoch of an RFC 3339 date-time with a zone, `None` if invalid.
+pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_len = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month) || day < 1 || day > month_len[(month - 1) as usize] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &s[start..i];
+        let padded = format!("{:0<6}", &frac[..frac.len().min(6)]);
+        micros = padded.parse().ok()?;
+    }
+    let offset_minutes = match b.get(i) {
+        Some(b'Z') if i + 1 == b.len() => 0,
+        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (h, m) = (digits(i + 1..i + 3)?, digits(i + 4..i + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let total = h * 60 + m;
+            if *sign == b'+' { total } else { -total }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1_000_000 + micros)
+}
+
+/// Howard Hinnant's `days_from_civil`.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_times() {
+        assert_eq!(parse_date_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_date_time("1970-01-01T00:00:00.5Z"), Some(500_000));
+        assert_eq!(parse_date_time("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(
+            parse_date_time("2026-11-22T22:57:56.168246Z"),
+            Some(1_795_906_676_168_246 - 6 * 86_400_000_000)
+        );
+        for bad in [
+            "2026-11-22T22:57:56.168246",
+            "2026-11-22 22:57:56Z",
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T22:57:56.Z",
+            "2026-11-22T22:57:56+0100",
+            "2026-11-22T22:57:56z",
+            "",
+            "garbage-garbage-garbage",
+            "2026-11-22T22:57:56Zjunk",
+            "٢٠٢٦-11-22T22:57:56Z",
+        ] {
+            assert_eq!(parse_date_time(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Shared set-up for the integration tests: a LocalOpik and a store that sends to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use tower_opik::store::RetryPolicy;
+use tower_opik::testing::LocalOpik;
+use tower_opik::{OpikConfig, SpanStore};
+
+/// A store builder aimed at `opik`, with quick retries and a long flush interval (tests
+/// flush explicitly).
+pub fn store_for(opik: &LocalOpik) -> tower_opik::store::SpanStoreBuilder {
+    SpanStore::builder()
+        .config(OpikConfig::local(&opik.base_url()))
+        .flush_interval(Duration::from_secs(3600))
+        .request_timeout(Duration::from_secs(5))
+        .retry(fast_retry())
+}
+
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial_backoff(Duration::from_millis(20))
+        .max_backoff(Duration::from_millis(200))
+        .max_attempts(8)
+}
+
+pub const FLUSH: Duration = Duration::from_secs(30);
+
+/// Waits (without sleeping on data: it polls a counter) until `cond` holds, up to 10 s.
+pub async fn until(mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether `text` is an RFC 3339 UTC timestamp with microseconds: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn is_opik_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 27
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}

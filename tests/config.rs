@@ -1,0 +1,419 @@
+//! Configuration: precedence (code > environment > file > defaults), the config file, and
+//! every error a user can make, each naming where the bad value came from.
+
+use std::path::PathBuf;
+
+use tower_opik::OpikConfig;
+use tower_opik::config::{ConfigError, ValueSource};
+
+/// A config file in a fresh temporary directory, removed on drop.
+struct TempFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TempFile {
+    fn new(text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tower-opik-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".opik.config");
+        std::fs::write(&path, text).unwrap();
+        Self { dir, path }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const FILE: &str = "[opik]\nurl_override = http://file.example/api/\napi_key = file-key\nworkspace = file-ws\nproject_name = file-project\ntrack_disable = false\n";
+
+fn env_all() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("OPIK_URL_OVERRIDE", "http://env.example/api/"),
+        ("OPIK_API_KEY", "env-key"),
+        ("OPIK_WORKSPACE", "env-ws"),
+        ("OPIK_PROJECT_NAME", "env-project"),
+        ("OPIK_TRACK_DISABLE", "true"),
+    ]
+}
+
+fn summary(c: &OpikConfig) -> [String; 5] {
+    [
+        c.url().to_string(),
+        c.api_key()
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default(),
+        c.workspace().to_owned(),
+        c.project_name().to_owned(),
+        c.track_disable().to_string(),
+    ]
+}
+
+#[test]
+fn each_level_wins_over_the_ones_below() {
+    let file = TempFile::new(FILE);
+    // defaults
+    let c = OpikConfig::builder()
+        .ignore_environment()
+        .no_config_file()
+        .build()
+        .unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            "https://www.comet.com/opik/api/",
+            "",
+            "default",
+            "Default Project",
+            "false"
+        ]
+    );
+    // file over defaults
+    let c = OpikConfig::builder()
+        .ignore_environment()
+        .config_file(&file.path)
+        .build()
+        .unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            "http://file.example/api/",
+            "file-key",
+            "file-ws",
+            "file-project",
+            "false"
+        ]
+    );
+    // environment over file
+    let c = OpikConfig::builder()
+        .environment(env_all())
+        .config_file(&file.path)
+        .build()
+        .unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            "http://env.example/api/",
+            "env-key",
+            "env-ws",
+            "env-project",
+            "true"
+        ]
+    );
+    // code over environment
+    let c = OpikConfig::builder()
+        .environment(env_all())
+        .config_file(&file.path)
+        .url("http://code.example/api")
+        .api_key("code-key")
+        .workspace("code-ws")
+        .project_name("code-project")
+        .track_disable(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        summary(&c),
+        [
+            "http://code.example/api/",
+            "code-key",
+            "code-ws",
+            "code-project",
+            "false"
+        ]
+    );
+}
+
+#[test]
+fn each_field_falls_through_on_its_own() {
+    let file = TempFile::new(FILE);
+    let c = OpikConfig::builder()
+        .environment([("OPIK_WORKSPACE", "env-ws"), ("OPIK_PROJECT_NAME", "")])
+        .config_file(&file.path)
+        .api_key("code-key")
+        .build()
+        .unwrap();
+    // url from the file, key from code, workspace from env, project from the file (an empty
+    // environment value counts as unset)
+    assert_eq!(
+        summary(&c),
+        [
+            "http://file.example/api/",
+            "code-key",
+            "env-ws",
+            "file-project",
+            "false"
+        ]
+    );
+}
+
+#[test]
+fn the_default_file_comes_from_opik_config_path_or_home() {
+    let file = TempFile::new(FILE);
+    let c = OpikConfig::builder()
+        .environment([("OPIK_CONFIG_PATH", file.path.to_str().unwrap())])
+        .build()
+        .unwrap();
+    assert_eq!(c.workspace(), "file-ws");
+    // `~` expands to HOME
+    let c = OpikConfig::builder()
+        .environment([
+            ("HOME", file.dir.to_str().unwrap()),
+            ("OPIK_CONFIG_PATH", "~/.opik.config"),
+        ])
+        .build()
+        .unwrap();
+    assert_eq!(c.workspace(), "file-ws");
+    // ~/.opik.config itself
+    let c = OpikConfig::builder()
+        .environment([("HOME", file.dir.to_str().unwrap())])
+        .build()
+        .unwrap();
+    assert_eq!(c.project_name(), "file-project");
+    // A missing default file is fine...
+    let c = OpikConfig::builder()
+        .environment([("HOME", "/nonexistent/tower-opik")])
+        .build()
+        .unwrap();
+    assert_eq!(c.workspace(), "default");
+    // ...a missing file that was asked for is not.
+    let err = OpikConfig::builder()
+        .environment([("OPIK_CONFIG_PATH", "/nonexistent/opik.config")])
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/opik.config"),
+        "{err}"
+    );
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .config_file("/nonexistent/x")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/x"), "{err}");
+}
+
+#[test]
+fn malformed_config_files_name_the_file_and_the_line() {
+    let cases = [
+        ("url_override = http://a/\n", 1, "before any [section]"),
+        ("[opik]\n# fine\nworkspace\n", 3, "key = value"),
+        ("[opik]\nworkspace = a\n\n[opik\n", 4, "closing"),
+        ("[opik]\nworkspace = a\nWorkspace = b\n", 3, "twice"),
+    ];
+    for (text, line, what) in cases {
+        let file = TempFile::new(text);
+        let err = OpikConfig::builder()
+            .ignore_environment()
+            .config_file(&file.path)
+            .build()
+            .unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(&format!("{}:{line}:", file.path.display())),
+            "{text:?}: {shown}"
+        );
+        assert!(shown.contains(what), "{text:?}: {shown}");
+    }
+    // Not UTF-8.
+    let file = TempFile::new("");
+    std::fs::write(&file.path, b"[opik]\nworkspace = \xff\n").unwrap();
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .config_file(&file.path)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+    // A bad value in the file names its line too.
+    let file = TempFile::new("[opik]\n\nurl_override = ftp://x/\n");
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .config_file(&file.path)
+        .build()
+        .unwrap_err();
+    match &err {
+        ConfigError::InvalidUrl {
+            source: ValueSource::File { line, .. },
+            ..
+        } => assert_eq!(*line, 3),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn urls_are_checked_and_normalised() {
+    let build = |url: &str| {
+        OpikConfig::builder()
+            .ignore_environment()
+            .no_config_file()
+            .url(url)
+            .build()
+    };
+    for (given, base) in [
+        ("http://localhost:5173/api", "http://localhost:5173/api/"),
+        ("http://localhost:5173/api/", "http://localhost:5173/api/"),
+        (
+            "https://www.comet.com/opik/api",
+            "https://www.comet.com/opik/api/",
+        ),
+        ("  http://127.0.0.1:8080  ", "http://127.0.0.1:8080/"),
+    ] {
+        let c = build(given).unwrap();
+        assert_eq!(c.url().as_str(), base);
+        assert_eq!(
+            c.endpoint("v1/private/spans/batch").as_str(),
+            format!("{base}v1/private/spans/batch")
+        );
+    }
+    for bad in [
+        "not a url",
+        "ftp://example.com/",
+        "http://",
+        "localhost:5173",
+        "http://h/?q=1",
+        "file:///etc",
+    ] {
+        let err = build(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::InvalidUrl {
+                    source: ValueSource::Code,
+                    ..
+                }
+            ),
+            "{bad}: {err:?}"
+        );
+        assert!(err.to_string().contains(bad.trim()), "{bad}: {err}");
+    }
+    let err = OpikConfig::builder()
+        .environment([("OPIK_URL_OVERRIDE", "gopher://x")])
+        .no_config_file()
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("OPIK_URL_OVERRIDE"), "{err}");
+}
+
+#[test]
+fn booleans_and_blanks() {
+    for (value, expected) in [
+        ("true", true),
+        ("1", true),
+        ("YES", true),
+        ("on", true),
+        ("false", false),
+        ("0", false),
+        ("No", false),
+        ("off", false),
+    ] {
+        let c = OpikConfig::builder()
+            .environment([("OPIK_TRACK_DISABLE", value)])
+            .no_config_file()
+            .build()
+            .unwrap();
+        assert_eq!(c.track_disable(), expected, "{value}");
+    }
+    let err = OpikConfig::builder()
+        .environment([("OPIK_TRACK_DISABLE", "maybe")])
+        .no_config_file()
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("OPIK_TRACK_DISABLE") && err.to_string().contains("maybe"),
+        "{err}"
+    );
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .no_config_file()
+        .project_name("  ")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Blank {
+                field: "project name",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .no_config_file()
+        .workspace("")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Blank {
+                field: "workspace",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_cloud_key_with_an_embedded_url_sets_the_url_unless_one_is_given() {
+    // {"baseUrl":"https://eu.example.com/"}
+    let key = "abcdefghijklmnopqrstuvwxy*eyJiYXNlVXJsIjoiaHR0cHM6Ly9ldS5leGFtcGxlLmNvbS8ifQ==";
+    let c = OpikConfig::builder()
+        .ignore_environment()
+        .no_config_file()
+        .api_key(key)
+        .build()
+        .unwrap();
+    assert_eq!(c.url().as_str(), "https://eu.example.com/opik/api/");
+    assert_eq!(
+        c.api_key().unwrap().expose_secret(),
+        key,
+        "the raw key is what is sent"
+    );
+    let c = OpikConfig::builder()
+        .environment([("OPIK_URL_OVERRIDE", "http://localhost:5173/api/")])
+        .no_config_file()
+        .api_key(key)
+        .build()
+        .unwrap();
+    assert_eq!(c.url().as_str(), "http://localhost:5173/api/");
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .no_config_file()
+        .api_key("a*!!notbase64!!")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::ApiKey { .. }), "{err:?}");
+    assert!(!format!("{err}{err:?}").contains("notbase64"));
+}
+
+#[test]
+fn the_api_key_never_shows() {
+    let canary = "sk-CANARY-9f8e7d";
+    let file = TempFile::new(&format!(
+        "[opik]\napi_key = {canary}\nurl_override = nope\n"
+    ));
+    let c = OpikConfig::builder()
+        .ignore_environment()
+        .no_config_file()
+        .api_key(canary)
+        .build()
+        .unwrap();
+    let err = OpikConfig::builder()
+        .ignore_environment()
+        .config_file(&file.path)
+        .build()
+        .unwrap_err();
+    let builder = OpikConfig::builder().api_key(canary);
+    let shown = format!(
+        "{c:?} {:?} {} {err} {err:?} {builder:?}",
+        c.api_key().unwrap(),
+        c.api_key().unwrap()
+    );
+    assert!(!shown.contains("CANARY"), "{shown}");
+}
