@@ -3,23 +3,15 @@
 //!
 //! Run: `cargo bench --features testing --bench store`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::Discard;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tower_opik::record::SpanRecord;
-use tower_opik::store::{ExportBatch, ExportFuture, Exporter};
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikConfig, SpanStore, Timestamp};
-
-/// Accepts every batch at once: isolates the store's own cost from any backend.
-#[derive(Debug)]
-struct Discard;
-
-impl Exporter for Discard {
-    fn export<'a>(&'a self, _batch: &'a ExportBatch) -> ExportFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

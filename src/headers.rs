@@ -436,9 +436,9 @@ fn uuid_value(id: Uuid) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Percent-decodes a baggage value; invalid escapes are kept as they are (the UUID check
-/// that follows rejects them).
-fn percent_decode(s: &str) -> String {
+/// Percent-decodes a baggage value (or a `grpc-message`); invalid escapes are kept as they
+/// are, invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
     if !s.contains('%') {
         return s.to_owned();
     }

@@ -7,6 +7,7 @@ mod error;
 pub mod headers;
 pub mod id;
 pub mod record;
+pub mod server;
 pub mod span;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -19,6 +20,7 @@ pub use context::{OpikFutureExt, current_span, spawn};
 pub use error::Error;
 pub use headers::DistributedHeaders;
 pub use record::{ErrorInfo, SpanType, Usage};
+pub use server::OpikLayer;
 pub use span::Span;
 pub use store::SpanStore;
 pub use time::Timestamp;

@@ -7,12 +7,9 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 use tower_opik::testing::LocalOpik;
 
-/// A plain reqwest client. This crate builds reqwest without a default TLS provider (it
-/// brings its own to its exporter), so a bare `reqwest::Client::new()` needs one installed.
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
-    reqwest::Client::new()
-}
+mod common;
+
+use common::http_client as client;
 
 fn v7() -> String {
     uuid::Uuid::now_v7().to_string()

@@ -51,3 +51,10 @@ pub fn is_opik_timestamp(text: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
 }
+
+/// A plain reqwest client. The crate builds reqwest without a default TLS provider (its
+/// exporter brings its own), so a bare client needs one installed in the process.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
+    reqwest::Client::new()
+}

@@ -1,0 +1,76 @@
+//! The response future: runs the inner service's future inside the request span.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use super::body::ResponseBody;
+use super::guard::SpanGuard;
+use crate::context::Instrumented;
+
+pin_project! {
+    /// The future of an [`OpikService`](super::OpikService). The request span is the current
+    /// span on every poll; dropped before the response, it records the request as cancelled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower::{Service, ServiceBuilder, ServiceExt};
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()))
+    ///     .service_fn(|_req: http::Request<String>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    ///     });
+    /// let future: tower_opik::server::ResponseFuture<_> =
+    ///     svc.ready().await.unwrap().call(http::Request::new(String::new()));
+    /// let _response = future.await.unwrap();
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        guard: Option<SpanGuard>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: Instrumented<F>, guard: Option<SpanGuard>) -> Self {
+        Self { inner, guard }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let mut guard = this.guard.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                let mut bodyless = false;
+                if let Some(g) = guard.as_mut() {
+                    g.on_response(response.status(), response.headers());
+                    bodyless = g.bodyless(response.status());
+                }
+                Ok(response.map(|body| ResponseBody::new(body, guard, bodyless)))
+            }
+            Err(error) => {
+                if let Some(g) = guard {
+                    g.on_error("ServiceError", &error);
+                    g.end();
+                }
+                Err(error)
+            }
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Ends the request span exactly once, whoever gets there first: the response future (on an
+//! inner error or when dropped before the response), the response body (at its end, on an
+//! error, or when dropped early).
+
+use http::HeaderMap;
+
+use crate::record::ErrorInfo;
+use crate::span::Span;
+
+/// Owns the request span until it is ended. Dropping it unended records a cancellation.
+#[derive(Debug)]
+pub(crate) struct SpanGuard {
+    span: Span,
+    grpc: bool,
+    /// A HEAD request: hyper sends no body, whatever the service returns.
+    head: bool,
+    /// What a drop before the end means at this point.
+    phase: Cancelled,
+}
+
+/// Why a request ended without a normal end of response.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cancelled {
+    /// The response future was dropped before the inner service answered.
+    BeforeResponse,
+    /// The response body was dropped before its end.
+    BodyDropped,
+}
+
+impl SpanGuard {
+    pub(crate) fn new(span: Span, grpc: bool, head: bool) -> Self {
+        Self {
+            span,
+            grpc,
+            head,
+            phase: Cancelled::BeforeResponse,
+        }
+    }
+
+    /// Whether the response has no body on the wire (HEAD, 1xx, 204, 304): the server will
+    /// drop the body without polling it, so the response is complete at its head.
+    pub(crate) fn bodyless(&self, status: http::StatusCode) -> bool {
+        self.head
+            || status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+    }
+
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Records the status line (and, for gRPC, a trailers-only `grpc-status`).
+    pub(crate) fn on_response(&mut self, status: http::StatusCode, headers: &HeaderMap) {
+        self.phase = Cancelled::BodyDropped;
+        self.span.set_metadata("http.status_code", status.as_u16());
+        if status.is_server_error() {
+            self.span.set_error(ErrorInfo::new(
+                "HttpServerError",
+                format!("the service answered {status}"),
+            ));
+        }
+        if self.grpc {
+            self.on_grpc_status(headers);
+        }
+    }
+
+    /// Reads `grpc-status` / `grpc-message` from headers or trailers.
+    pub(crate) fn on_grpc_status(&self, map: &HeaderMap) {
+        let Some(code) = map.get("grpc-status").and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        let code = code.trim().parse::<i32>().unwrap_or(2); // UNKNOWN
+        self.span.set_metadata("grpc.status_code", code);
+        if code != 0 {
+            let message = map
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .map(crate::headers::percent_decode)
+                .unwrap_or_default();
+            self.span.set_error(ErrorInfo::new(
+                format!("GrpcStatus{}", grpc_code_name(code)),
+                if message.is_empty() {
+                    format!("gRPC status {code}")
+                } else {
+                    message
+                },
+            ));
+        }
+    }
+
+    /// Records an error from the inner service or the body.
+    pub(crate) fn on_error(&self, kind: &str, error: &dyn std::fmt::Display) {
+        self.span.set_error(ErrorInfo::new(kind, error.to_string()));
+    }
+
+    /// Ends the span now.
+    pub(crate) fn end(&self) {
+        self.span.end();
+    }
+
+    fn cancel(&self) {
+        if !self.span.is_recording() {
+            return;
+        }
+        let (kind, message) = match self.phase {
+            Cancelled::BeforeResponse => (
+                "Cancelled",
+                "the request was cancelled before the service answered",
+            ),
+            Cancelled::BodyDropped => (
+                "ResponseIncomplete",
+                "the response body was dropped before its end",
+            ),
+        };
+        self.span.set_metadata("tower_opik.cancelled", true);
+        self.span.set_error(ErrorInfo::new(kind, message));
+        self.span.end();
+    }
+}
+
+impl Drop for SpanGuard {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+fn grpc_code_name(code: i32) -> &'static str {
+    match code {
+        1 => "Cancelled",
+        2 => "Unknown",
+        3 => "InvalidArgument",
+        4 => "DeadlineExceeded",
+        5 => "NotFound",
+        6 => "AlreadyExists",
+        7 => "PermissionDenied",
+        8 => "ResourceExhausted",
+        9 => "FailedPrecondition",
+        10 => "Aborted",
+        11 => "OutOfRange",
+        12 => "Unimplemented",
+        13 => "Internal",
+        14 => "Unavailable",
+        15 => "DataLoss",
+        16 => "Unauthenticated",
+        _ => "Unknown",
+    }
+}

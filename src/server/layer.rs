@@ -1,0 +1,136 @@
+//! `OpikLayer`: the tower layer and its options.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::policy::HeaderPolicy;
+use super::request::RequestHead;
+use super::service::OpikService;
+use crate::store::SpanStore;
+
+type Rule = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
+type Namer = dyn Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync;
+
+/// Traces every request of an axum router or tonic server in Opik: reads the caller's
+/// distributed headers, opens the request span (a child of the remote caller, or a new
+/// trace), makes it the handler's current span, and ends it when the response body ends.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_opik::{OpikLayer, SpanStore, server::HeaderPolicy};
+///
+/// let store = SpanStore::disabled(); // SpanStore::from_env()? in a real service
+/// let layer = OpikLayer::new(store)
+///     .project_name("checkout")
+///     .header_policy(HeaderPolicy::Trust)
+///     .skip(|head| head.uri().path() == "/health");
+/// let svc = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// });
+/// let response = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+/// # let _ = response;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct OpikLayer {
+    shared: Arc<LayerConfig>,
+}
+
+#[derive(Clone)]
+pub(crate) struct LayerConfig {
+    pub(crate) store: SpanStore,
+    pub(crate) policy: HeaderPolicy,
+    pub(crate) skip: Option<Arc<Rule>>,
+    pub(crate) name: Option<Arc<Namer>>,
+}
+
+impl std::fmt::Debug for OpikLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpikLayer")
+            .field("store", &self.shared.store)
+            .field("policy", &self.shared.policy)
+            .field("skip", &self.shared.skip.is_some())
+            .field("custom_name", &self.shared.name.is_some())
+            .finish()
+    }
+}
+
+impl OpikLayer {
+    /// A layer recording into `store`, trusting incoming headers, naming spans with
+    /// [`RequestHead::default_span_name`].
+    ///
+    /// ```
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled());
+    /// ```
+    pub fn new(store: SpanStore) -> Self {
+        Self {
+            shared: Arc::new(LayerConfig {
+                store,
+                policy: HeaderPolicy::Trust,
+                skip: None,
+                name: None,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut LayerConfig)) -> Self {
+        f(Arc::make_mut(&mut self.shared));
+        self
+    }
+
+    /// Sends this layer's spans to another project than the store's.
+    ///
+    /// ```
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()).project_name("search");
+    /// ```
+    pub fn project_name(self, name: impl AsRef<str>) -> Self {
+        self.with(|c| c.store = c.store.with_project_name(name))
+    }
+
+    /// What to do with incoming distributed headers.
+    ///
+    /// ```
+    /// use tower_opik::server::HeaderPolicy;
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()).header_policy(HeaderPolicy::Ignore);
+    /// ```
+    pub fn header_policy(self, policy: HeaderPolicy) -> Self {
+        self.with(|c| c.policy = policy)
+    }
+
+    /// Requests for which `rule` answers `true` are not traced at all (health checks,
+    /// metrics), at next to no cost.
+    ///
+    /// ```
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled())
+    ///     .skip(|head| matches!(head.uri().path(), "/health" | "/metrics"));
+    /// ```
+    pub fn skip(self, rule: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.with(|c| c.skip = Some(Arc::new(rule)))
+    }
+
+    /// Names request spans with `name` instead of the default. Keep names low-cardinality:
+    /// a route template, never a raw path with ids.
+    ///
+    /// ```
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled())
+    ///     .span_name(|head| format!("api {}", head.method()).into());
+    /// ```
+    pub fn span_name(
+        self,
+        name: impl Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync + 'static,
+    ) -> Self {
+        self.with(|c| c.name = Some(Arc::new(name)))
+    }
+}
+
+impl<S> Layer<S> for OpikLayer {
+    type Service = OpikService<S>;
+
+    fn layer(&self, inner: S) -> OpikService<S> {
+        OpikService::new(inner, self.shared.clone())
+    }
+}

@@ -1,0 +1,130 @@
+//! `OpikService`: opens the request span and hands the request to the inner service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::future::ResponseFuture;
+use super::guard::SpanGuard;
+use super::layer::LayerConfig;
+use super::request::RequestHead;
+use crate::context::OpikFutureExt;
+use crate::headers::{DistributedHeaders, Extracted};
+use crate::span::Span;
+
+/// The service [`OpikLayer`](super::OpikLayer) wraps around yours.
+///
+/// Before calling the inner service it puts the request's [`Span`] and, when valid ones came,
+/// the caller's [`DistributedHeaders`] in the request extensions.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tower::{Layer, ServiceExt};
+/// let inner = tower::service_fn(|req: http::Request<String>| async move {
+///     let span = req.extensions().get::<tower_opik::Span>().cloned().unwrap_or_default();
+///     span.set_output("seen");
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// });
+/// let svc = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()).layer(inner);
+/// svc.oneshot(http::Request::new(String::new())).await.unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct OpikService<S> {
+    inner: S,
+    config: Arc<LayerConfig>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for OpikService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpikService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> OpikService<S> {
+    pub(crate) fn new(inner: S, config: Arc<LayerConfig>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The wrapped service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// let svc = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()).layer(42);
+    /// assert_eq!(*svc.get_ref(), 42);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Opens the span of `request` (or none, when tracing is off or the request skipped).
+    fn open_span<B>(&self, request: &mut Request<B>) -> Option<SpanGuard> {
+        let config = &*self.config;
+        if !config.store.is_enabled() {
+            return None;
+        }
+        let head = RequestHead::of(request);
+        if config.skip.as_ref().is_some_and(|skip| skip(&head)) {
+            return None;
+        }
+        let extracted = if config.policy.trusts(&head) {
+            DistributedHeaders::extract(head.headers())
+        } else {
+            Extracted::default()
+        };
+        extracted.warn();
+        let name = match &config.name {
+            Some(name) => name(&head),
+            None => head.default_span_name().into(),
+        };
+        let grpc = head.is_grpc();
+        let is_head = head.method() == http::Method::HEAD;
+        let span = config
+            .store
+            .span_with_parent(name, extracted.headers.as_ref());
+        span.set_metadata("http.method", head.method().as_str());
+        if let Some(route) = head.route() {
+            span.set_metadata("http.route", route);
+        }
+        if grpc {
+            span.set_metadata("rpc.system", "grpc");
+        }
+        if let Some(remote) = extracted.headers {
+            request.extensions_mut().insert(remote);
+        }
+        request.extensions_mut().insert(span.clone());
+        Some(SpanGuard::new(span, grpc, is_head))
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for OpikService<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: std::fmt::Display,
+    ResB: http_body::Body,
+{
+    type Response = Response<super::body::ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        let guard = self.open_span(&mut request);
+        let span = guard
+            .as_ref()
+            .map(SpanGuard::span)
+            .cloned()
+            .unwrap_or_else(Span::none);
+        // The inner `call` runs in the span too: services that do work there see it.
+        let future = span.in_scope(|| self.inner.call(request));
+        ResponseFuture::new(future.in_span(span), guard)
+    }
+}
