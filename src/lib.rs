@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod client;
 pub mod config;
 pub mod context;
 mod error;
 pub mod headers;
 pub mod id;
 pub mod record;
+mod scope;
 pub mod server;
 pub mod span;
 pub mod store;
@@ -20,6 +22,7 @@ pub use context::{OpikFutureExt, current_span, spawn};
 pub use error::Error;
 pub use headers::DistributedHeaders;
 pub use record::{ErrorInfo, SpanType, Usage};
+pub use scope::{DistributedScope, current_distributed_headers, inject_current};
 pub use server::OpikLayer;
 pub use span::Span;
 pub use store::SpanStore;

@@ -1,4 +1,5 @@
 //! LocalOpik speaks Opik's ingest API over real HTTP and refuses what Opik refuses.
+#![cfg(feature = "testing")]
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,5 +1,7 @@
 //! `OpikLayer` on a real axum server over TCP, called by reqwest; what reaches LocalOpik.
 
+#![cfg(all(feature = "testing", feature = "axum"))]
+
 mod common;
 
 use std::convert::Infallible;

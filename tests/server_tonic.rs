@@ -1,6 +1,8 @@
 //! `OpikLayer` on real gRPC: a tonic server (tonic-health, no protoc needed) called by a
 //! tonic client over TCP, with statuses in headers and, as usual, in trailers.
 
+#![cfg(all(feature = "testing", feature = "axum"))]
+
 mod common;
 
 use std::net::SocketAddr;

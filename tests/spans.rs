@@ -1,5 +1,7 @@
 //! Spans and the current-span context, checked by what reaches LocalOpik.
 
+#![cfg(feature = "testing")]
+
 mod common;
 
 use std::time::Duration;

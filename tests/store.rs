@@ -1,6 +1,8 @@
 //! The span store against LocalOpik over loopback: delivery, batching, retries, isolation of
 //! bad records, drops, flush and shutdown bounds.
 
+#![cfg(feature = "testing")]
+
 mod common;
 
 use std::collections::HashSet;

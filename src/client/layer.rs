@@ -1,0 +1,184 @@
+//! A tower client layer: Opik headers on every request of any `Service<http::Request<B>>`
+//! (hyper-util clients, tonic `Channel`s).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::options::{ClientOptions, after_response};
+use crate::span::Span;
+
+/// Injects the current span's `opik_trace_id` / `opik_parent_span_id` into every request
+/// (nothing when there is no current span), optionally opening a client span per call.
+/// gRPC metadata keys are lowercase: the headers are too.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_opik::client::OpikClientLayer;
+///
+/// let client = ServiceBuilder::new()
+///     .layer(OpikClientLayer::new().allow_hosts(["127.0.0.1", "*.internal"]))
+///     .service_fn(|req: http::Request<()>| async move {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(req.headers().len()))
+///     });
+/// let response = client.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(*response.body(), 0); // no current span: nothing sent
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct OpikClientLayer {
+    options: ClientOptions,
+}
+
+impl OpikClientLayer {
+    /// A layer that sends the headers to every host, without baggage or client spans.
+    ///
+    /// ```
+    /// let layer = tower_opik::client::OpikClientLayer::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends the headers only to these hosts (`api.internal`, `*.svc.cluster.local`,
+    /// `127.0.0.1`), so that trace ids never reach a third-party API. With a list set, a
+    /// request whose URI carries no host (a tonic `Channel` adds it later) gets no headers.
+    ///
+    /// ```
+    /// let layer = tower_opik::client::OpikClientLayer::new().allow_hosts(["*.internal"]);
+    /// ```
+    pub fn allow_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.options.allow_hosts(hosts);
+        self
+    }
+
+    /// Also sends the ids as W3C `baggage` (`opik.trace_id`, `opik.span_id`), for proxies
+    /// that drop header names with underscores.
+    ///
+    /// ```
+    /// let layer = tower_opik::client::OpikClientLayer::new().send_baggage(true);
+    /// ```
+    pub fn send_baggage(mut self, on: bool) -> Self {
+        self.options.send_baggage(on);
+        self
+    }
+
+    /// Opens a client span per call (`POST host/path`, status, error), which becomes the
+    /// parent sent downstream. It ends when the response headers arrive (or the call fails):
+    /// it measures the time to the answer's head, not the download of its body.
+    ///
+    /// ```
+    /// let layer = tower_opik::client::OpikClientLayer::new().client_spans(true);
+    /// ```
+    pub fn client_spans(mut self, on: bool) -> Self {
+        self.options.client_spans(on);
+        self
+    }
+}
+
+impl<S> Layer<S> for OpikClientLayer {
+    type Service = OpikClientService<S>;
+
+    fn layer(&self, inner: S) -> OpikClientService<S> {
+        OpikClientService {
+            inner,
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// The service [`OpikClientLayer`] wraps around a client.
+///
+/// ```
+/// use tower::Layer;
+/// let svc = tower_opik::client::OpikClientLayer::new().layer(tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+/// }));
+/// # let _ = svc;
+/// ```
+#[derive(Clone, Debug)]
+pub struct OpikClientService<S> {
+    inner: S,
+    options: ClientOptions,
+}
+
+impl<S, B, ResB> Service<Request<B>> for OpikClientService<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ClientFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        let span = self.options.before_send(
+            &parts.method,
+            &parts.uri,
+            &mut parts.headers,
+            &parts.extensions,
+        );
+        ClientFuture {
+            inner: self.inner.call(Request::from_parts(parts, body)),
+            span,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of an [`OpikClientService`]: ends the client span when the answer's head
+    /// arrives or the call fails (and marks it cancelled if dropped first).
+    ///
+    /// ```
+    /// fn assert_future<F: std::future::Future>(_: &F) {}
+    /// # let _ = assert_future::<tower_opik::client::ClientFuture<std::future::Ready<Result<http::Response<()>, std::convert::Infallible>>>>;
+    /// ```
+    #[derive(Debug)]
+    pub struct ClientFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+    }
+
+    impl<F> PinnedDrop for ClientFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(span) = this.project().span.take() {
+                span.set_error(crate::ErrorInfo::new("Cancelled", "the call was dropped before the answer"));
+                span.end();
+            }
+        }
+    }
+}
+
+impl<F, ResB, E> Future for ClientFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        match &result {
+            Ok(response) => after_response(this.span.take(), Ok(response.status())),
+            Err(e) => after_response(this.span.take(), Err(e)),
+        }
+        Poll::Ready(result)
+    }
+}

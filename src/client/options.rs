@@ -1,0 +1,245 @@
+//! What the client adapters send, and to whom: the outbound allow-list, baggage, client spans.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+
+use crate::context::current_span;
+use crate::headers::{
+    BAGGAGE_PARENT_SPAN_ID, BAGGAGE_SPAN_ID, BAGGAGE_TRACE_ID, DistributedHeaders,
+};
+use crate::record::ErrorInfo;
+use crate::span::Span;
+use crate::warn::RateLimit;
+
+/// A per-request override, put in the request's extensions (reqwest-middleware's
+/// `with_extension`, or `http::Request::extensions_mut`).
+///
+/// ```
+/// use tower_opik::client::Propagation;
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(Propagation::Disabled); // no Opik headers on this call
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// Send these ids instead of the current span's (and open no client span).
+    Parent(DistributedHeaders),
+    /// Send nothing on this call.
+    Disabled,
+}
+
+/// Options shared by [`OpikMiddleware`](super::OpikMiddleware) and
+/// [`OpikClientLayer`](super::OpikClientLayer).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientOptions {
+    /// `None`: every host. Entries are host names (`api.internal`), `*.suffix` patterns, or
+    /// IP addresses; matched case-insensitively, ports ignored.
+    allowed_hosts: Option<Arc<[String]>>,
+    baggage: bool,
+    client_spans: bool,
+}
+
+static INSERT_WARNING: RateLimit = RateLimit::new();
+
+impl ClientOptions {
+    pub(crate) fn allow_hosts<I, S>(&mut self, hosts: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let hosts: Vec<String> = hosts
+            .into_iter()
+            .map(|h| h.as_ref().trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        self.allowed_hosts = Some(hosts.into());
+    }
+
+    pub(crate) fn send_baggage(&mut self, on: bool) {
+        self.baggage = on;
+    }
+
+    pub(crate) fn client_spans(&mut self, on: bool) {
+        self.client_spans = on;
+    }
+
+    /// Whether Opik headers may go to `uri`'s host.
+    pub(crate) fn allows(&self, uri: &Uri) -> bool {
+        let Some(allowed) = &self.allowed_hosts else {
+            return true;
+        };
+        let Some(host) = uri.host() else { return false };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.');
+        let host = host.to_ascii_lowercase();
+        allowed
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1
+                        && host.ends_with(suffix)
+                        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                }
+                None => *pattern == host,
+            })
+    }
+
+    /// Prepares an outgoing request: opens the client span (if asked) and writes the headers
+    /// (if allowed). Returns the client span to end when the answer comes.
+    pub(crate) fn before_send(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &mut HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Option<Span> {
+        let (ids, client_span) = match extensions.get::<Propagation>() {
+            Some(Propagation::Disabled) => return None,
+            Some(Propagation::Parent(ids)) => (Some(*ids), None),
+            None => {
+                let current = current_span();
+                if current.is_none() {
+                    return None;
+                }
+                let span = self.client_spans.then(|| {
+                    let span = current.child(client_span_name(method, uri, headers));
+                    span.set_metadata("http.method", method.as_str());
+                    span.set_metadata("http.url", url_without_query(uri));
+                    span
+                });
+                let ids = span.as_ref().unwrap_or(&current).distributed_headers();
+                (ids, span)
+            }
+        };
+        if let Some(ids) = ids
+            && self.allows(uri)
+        {
+            ids.inject(headers);
+            if self.baggage {
+                set_baggage(headers, &ids);
+            }
+        }
+        client_span
+    }
+}
+
+/// Records the answer (or the failure) on a client span and ends it.
+pub(crate) fn after_response(
+    span: Option<Span>,
+    outcome: Result<http::StatusCode, &dyn std::fmt::Display>,
+) {
+    let Some(span) = span else { return };
+    match outcome {
+        Ok(status) => {
+            span.set_metadata("http.status_code", status.as_u16());
+            if status.is_server_error() {
+                span.set_error(ErrorInfo::new(
+                    "HttpServerError",
+                    format!("the server answered {status}"),
+                ));
+            }
+        }
+        Err(e) => span.set_error(ErrorInfo::new("HttpClientError", e.to_string())),
+    }
+    span.end();
+}
+
+/// `POST api.internal/generate`: method, host and path, never the query; for gRPC, the
+/// `/package.Service/Method` path as on the server side.
+fn client_span_name(method: &Method, uri: &Uri, headers: &HeaderMap) -> String {
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        return uri.path().to_owned();
+    }
+    format!("{method} {}{}", uri.host().unwrap_or_default(), uri.path())
+}
+
+fn url_without_query(uri: &Uri) -> String {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{}", uri.path()),
+        _ => uri.path().to_owned(),
+    }
+}
+
+/// Adds the Opik members to the `baggage` header, replacing earlier Opik members and keeping
+/// the others. A value that cannot be a header is skipped with a warning, never a panic.
+fn set_baggage(headers: &mut HeaderMap, ids: &DistributedHeaders) {
+    let name = HeaderName::from_static("baggage");
+    let mut members: Vec<String> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|m| {
+            let key = m.split(['=', ';']).next().unwrap_or_default().trim();
+            !m.is_empty()
+                && ![BAGGAGE_TRACE_ID, BAGGAGE_SPAN_ID, BAGGAGE_PARENT_SPAN_ID].contains(&key)
+        })
+        .map(str::to_owned)
+        .collect();
+    members.push(ids.to_baggage());
+    match HeaderValue::from_str(&members.join(",")) {
+        Ok(value) => {
+            headers.insert(name, value);
+        }
+        Err(_) => {
+            if let Some(suppressed) = INSERT_WARNING.check() {
+                tracing::warn!(target: "tower_opik", suppressed, "baggage header not sendable: skipped");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matching() {
+        let mut o = ClientOptions::default();
+        assert!(o.allows(&"http://anything.example/x".parse().unwrap()));
+        o.allow_hosts(["API.internal", "*.svc.cluster.local", "127.0.0.1", "::1"]);
+        for (uri, ok) in [
+            ("http://api.internal/x", true),
+            ("http://API.INTERNAL:8080/x", true),
+            ("http://api.internal./x", true),
+            ("http://evil-api.internal/x", false),
+            ("http://a.b.svc.cluster.local/x", true),
+            ("http://svc.cluster.local/x", false),
+            ("http://xsvc.cluster.local/x", false),
+            ("http://127.0.0.1:3000/", true),
+            ("http://[::1]:3000/", true),
+            ("https://api.openai.com/v1", false),
+            ("/relative", false),
+        ] {
+            assert_eq!(o.allows(&uri.parse().unwrap()), ok, "{uri}");
+        }
+    }
+
+    #[test]
+    fn baggage_keeps_other_members_and_replaces_ours() {
+        let ids = DistributedHeaders::new(crate::id::new_id(), Some(crate::id::new_id()));
+        let mut h = HeaderMap::new();
+        h.append(
+            "baggage",
+            HeaderValue::from_static("user=1, opik.trace_id=old;p"),
+        );
+        h.append(
+            "baggage",
+            HeaderValue::from_static("opik.span_id=old,tenant=a"),
+        );
+        set_baggage(&mut h, &ids);
+        assert_eq!(h.get_all("baggage").iter().count(), 1);
+        assert_eq!(
+            h["baggage"],
+            format!("user=1,tenant=a,{}", ids.to_baggage()).as_str()
+        );
+        assert_eq!(DistributedHeaders::extract_baggage(&h).headers, Some(ids));
+    }
+}
