@@ -1,0 +1,49 @@
+//! The client service: starts the trace and calls the server through the middleware.
+
+use reqwest_middleware::ClientBuilder;
+use serde_json::{Value, json};
+use tower_opik::client::OpikMiddleware;
+use tower_opik::{OpikFutureExt, SpanStore};
+use uuid::Uuid;
+
+use crate::{FLUSH_TIMEOUT, Result};
+
+/// One call inside a new trace; returns the trace id.
+pub(crate) async fn call(store: &SpanStore, server_url: &str, prompt: &str) -> Result<Uuid> {
+    // The example's own HTTP client needs a TLS provider in the process (tower-opik's
+    // exporter brings its own; your application's reqwest usually has one by default).
+    let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
+    let http = ClientBuilder::new(reqwest::Client::new()).with(OpikMiddleware::new()).build();
+    let span = store.root_span("client: ask");
+    span.set_input(json!({"prompt": prompt}));
+    let url = format!("{}/generate_response", server_url.trim_end_matches('/'));
+    let answer: Value = async {
+        let response = http.post(&url).json(&json!({"prompt": prompt})).send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            return Err(format!("the server answered {status}").into());
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(serde_json::from_slice(&bytes)?)
+    }
+    .in_span(span.clone())
+    .await
+    .inspect_err(|e| span.set_error(tower_opik::ErrorInfo::new("ClientError", e.to_string())))?;
+    span.set_output(answer.clone());
+    span.end();
+    println!("server answered: {}", answer["response"]);
+    span.trace_id().ok_or_else(|| "tracing is disabled (OPIK_TRACK_DISABLE)".into())
+}
+
+/// The `client` mode: one call, flush, exit.
+pub(crate) async fn run(server_url: &str, prompt: &str) -> Result {
+    let store = SpanStore::from_env()?;
+    let trace_id = call(&store, server_url, prompt).await;
+    let report = store.shutdown(FLUSH_TIMEOUT).await;
+    println!("client store: {report}");
+    println!("trace id: {}", trace_id?);
+    if !report.completed || report.stats.failed + report.stats.dropped > 0 {
+        return Err("spans were not delivered".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The two-service example, run as users run it: one command, and as two processes.
+#![cfg(all(feature = "testing", feature = "axum", feature = "reqwest-middleware"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tower_opik::testing::LocalOpik;
+
+/// `cargo test` builds the examples next to the test binaries.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join("examples").join("axum_client_server");
+    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    path
+}
+
+/// Lines of a tree printed by `TraceTree`'s Display: (depth, name, type).
+fn tree_lines(text: &str) -> Vec<(usize, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (indent, rest) = l.split_once("└─ ")?;
+            let (name, rest) = rest.split_once(" [")?;
+            let ty = rest.split(']').next()?;
+            Some((indent.len() / 3, name.to_owned(), ty.to_owned()))
+        })
+        .collect()
+}
+
+fn expected_tree() -> Vec<(usize, String, String)> {
+    vec![
+        (1, "client: ask".into(), "general".into()),
+        (2, "POST /generate_response".into(), "general".into()),
+        (3, "llm call".into(), "llm".into()),
+    ]
+}
+
+#[test]
+fn the_one_command_run_prints_one_trace_client_server_llm() {
+    let output = Command::new(example())
+        .env_remove("OPIK_URL_OVERRIDE")
+        .env("OPIK_CONFIG_PATH", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(tree_lines(&stdout), expected_tree(), "{stdout}");
+    assert!(stdout.contains("trace \"client: ask\""), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_two_process_run_gives_the_same_tree() {
+    let opik = LocalOpik::start().await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Command::new(example())
+        .args(["server", "--addr", &addr])
+        .env("OPIK_URL_OVERRIDE", opik.base_url())
+        .env("OPIK_CONFIG_PATH", "")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Wait for the server to say it listens.
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listens on"), "{first}");
+
+    let client = Command::new(example())
+        .args(["client", "--server-url", &format!("http://{addr}"), "--prompt", "hello"])
+        .env("OPIK_URL_OVERRIDE", opik.base_url())
+        .env("OPIK_CONFIG_PATH", "")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&client.stdout);
+    assert!(client.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&client.stderr));
+    let trace_id = stdout.lines().find_map(|l| l.strip_prefix("trace id: ")).unwrap().to_owned();
+
+    // SIGTERM: the server drains and flushes its spans before it exits.
+    let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "server exit: {status}");
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    assert!(rest.iter().any(|l| l.contains("server store: flushed")), "{rest:?}");
+
+    assert!(opik.wait_for_spans(3, Duration::from_secs(10)).await);
+    let tree = opik.trace_tree(&trace_id).unwrap();
+    assert_eq!(tree_lines(&tree.to_string()), expected_tree(), "{tree}");
+    let llm = &tree.roots()[0].children()[0].children()[0];
+    assert_eq!(llm.span()["model"], "gpt-4o-mini");
+    let usage = &llm.span()["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_i64().unwrap(),
+        usage["prompt_tokens"].as_i64().unwrap() + usage["completion_tokens"].as_i64().unwrap()
+    );
+    assert_eq!(llm.span()["input"]["messages"][0]["content"], "hello");
+    assert!(opik.requests().iter().all(|r| r.status == 204), "{:?}", opik.requests());
+}
