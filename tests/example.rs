@@ -13,7 +13,11 @@ fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join("examples").join("axum_client_server");
-    assert!(path.exists(), "{} not built (cargo test builds examples)", path.display());
+    assert!(
+        path.exists(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
     path
 }
 
@@ -45,7 +49,11 @@ fn the_one_command_run_prints_one_trace_client_server_llm() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(tree_lines(&stdout), expected_tree(), "{stdout}");
     assert!(stdout.contains("trace \"client: ask\""), "{stdout}");
 }
@@ -53,7 +61,11 @@ fn the_one_command_run_prints_one_trace_client_server_llm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_two_process_run_gives_the_same_tree() {
     let opik = LocalOpik::start().await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let mut server = Command::new(example())
         .args(["server", "--addr", &addr])
@@ -69,22 +81,42 @@ async fn the_two_process_run_gives_the_same_tree() {
     assert!(first.contains("listens on"), "{first}");
 
     let client = Command::new(example())
-        .args(["client", "--server-url", &format!("http://{addr}"), "--prompt", "hello"])
+        .args([
+            "client",
+            "--server-url",
+            &format!("http://{addr}"),
+            "--prompt",
+            "hello",
+        ])
         .env("OPIK_URL_OVERRIDE", opik.base_url())
         .env("OPIK_CONFIG_PATH", "")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&client.stdout);
-    assert!(client.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&client.stderr));
-    let trace_id = stdout.lines().find_map(|l| l.strip_prefix("trace id: ")).unwrap().to_owned();
+    assert!(
+        client.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    let trace_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("trace id: "))
+        .unwrap()
+        .to_owned();
 
     // SIGTERM: the server drains and flushes its spans before it exits.
-    let term = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     let status = server.wait().unwrap();
     assert!(status.success(), "server exit: {status}");
     let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
-    assert!(rest.iter().any(|l| l.contains("server store: flushed")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("server store: flushed")),
+        "{rest:?}"
+    );
 
     assert!(opik.wait_for_spans(3, Duration::from_secs(10)).await);
     let tree = opik.trace_tree(&trace_id).unwrap();
@@ -97,5 +129,9 @@ async fn the_two_process_run_gives_the_same_tree() {
         usage["prompt_tokens"].as_i64().unwrap() + usage["completion_tokens"].as_i64().unwrap()
     );
     assert_eq!(llm.span()["input"]["messages"][0]["content"], "hello");
-    assert!(opik.requests().iter().all(|r| r.status == 204), "{:?}", opik.requests());
+    assert!(
+        opik.requests().iter().all(|r| r.status == 204),
+        "{:?}",
+        opik.requests()
+    );
 }

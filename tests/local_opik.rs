@@ -294,6 +294,12 @@ async fn every_refusal_of_the_backend() {
             .status(),
         404
     );
+    let ping = client
+        .get(opik.base_url() + "is-alive/ping")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200, "the SDKs' health check");
     // Every refusal says why, in JSON.
     let resp = post(
         &opik,

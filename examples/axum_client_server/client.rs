@@ -13,12 +13,18 @@ pub(crate) async fn call(store: &SpanStore, server_url: &str, prompt: &str) -> R
     // The example's own HTTP client needs a TLS provider in the process (tower-opik's
     // exporter brings its own; your application's reqwest usually has one by default).
     let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
-    let http = ClientBuilder::new(reqwest::Client::new()).with(OpikMiddleware::new()).build();
+    let http = ClientBuilder::new(reqwest::Client::new())
+        .with(OpikMiddleware::new())
+        .build();
     let span = store.root_span("client: ask");
     span.set_input(json!({"prompt": prompt}));
     let url = format!("{}/generate_response", server_url.trim_end_matches('/'));
     let answer: Value = async {
-        let response = http.post(&url).json(&json!({"prompt": prompt})).send().await?;
+        let response = http
+            .post(&url)
+            .json(&json!({"prompt": prompt}))
+            .send()
+            .await?;
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
@@ -32,7 +38,8 @@ pub(crate) async fn call(store: &SpanStore, server_url: &str, prompt: &str) -> R
     span.set_output(answer.clone());
     span.end();
     println!("server answered: {}", answer["response"]);
-    span.trace_id().ok_or_else(|| "tracing is disabled (OPIK_TRACK_DISABLE)".into())
+    span.trace_id()
+        .ok_or_else(|| "tracing is disabled (OPIK_TRACK_DISABLE)".into())
 }
 
 /// The `client` mode: one call, flush, exit.

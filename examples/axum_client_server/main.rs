@@ -27,17 +27,32 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(filter()).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_target(false)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None => demo().await,
-        Some("server") => server::run(&flag(&args, "--addr").unwrap_or("127.0.0.1:3000".into())).await,
+        Some("server") => {
+            server::run(&flag(&args, "--addr").unwrap_or("127.0.0.1:3000".into())).await
+        }
         Some("client") => match flag(&args, "--server-url") {
-            Some(url) => client::run(&url, &flag(&args, "--prompt").unwrap_or(DEFAULT_PROMPT.into())).await,
+            Some(url) => {
+                client::run(
+                    &url,
+                    &flag(&args, "--prompt").unwrap_or(DEFAULT_PROMPT.into()),
+                )
+                .await
+            }
             None => Err("client needs --server-url URL".into()),
         },
-        Some("local-opik") => local_opik(&flag(&args, "--addr").unwrap_or("127.0.0.1:5173".into())).await,
-        Some(other) => Err(format!("unknown mode {other:?}: use server, client or local-opik").into()),
+        Some("local-opik") => {
+            local_opik(&flag(&args, "--addr").unwrap_or("127.0.0.1:5173".into())).await
+        }
+        Some(other) => {
+            Err(format!("unknown mode {other:?}: use server, client or local-opik").into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,7 +73,10 @@ fn filter() -> tracing_subscriber::EnvFilter {
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 /// The one-command run: LocalOpik (unless OPIK_URL_OVERRIDE is set), both services on
@@ -70,7 +88,10 @@ async fn demo() -> Result {
     } else {
         let opik = LocalOpik::start().await?;
         let config = OpikConfig::local(&opik.base_url());
-        println!("LocalOpik (the embedded stand-in for Opik) listens on {}", opik.base_url());
+        println!(
+            "LocalOpik (the embedded stand-in for Opik) listens on {}",
+            opik.base_url()
+        );
         (Some(opik), config)
     };
     // Two services, two stores, as two processes would have; same project.
@@ -94,7 +115,9 @@ async fn demo() -> Result {
     }
     match local {
         Some(opik) => {
-            let tree = opik.trace_tree(trace_id.to_string()).ok_or("the trace did not reach LocalOpik")?;
+            let tree = opik
+                .trace_tree(trace_id.to_string())
+                .ok_or("the trace did not reach LocalOpik")?;
             println!("\n{tree}");
         }
         None => println!(
@@ -111,7 +134,11 @@ async fn demo() -> Result {
 /// `OPIK_URL_OVERRIDE=http://ADDR/api/`. Prints each trace as it completes; stops on Ctrl-C.
 async fn local_opik(addr: &str) -> Result {
     let opik = LocalOpik::builder().addr(addr.parse()?).start().await?;
-    println!("LocalOpik listens on {} (set OPIK_URL_OVERRIDE={})", opik.addr(), opik.base_url());
+    println!(
+        "LocalOpik listens on {} (set OPIK_URL_OVERRIDE={})",
+        opik.addr(),
+        opik.base_url()
+    );
     let mut printed = std::collections::HashSet::new();
     let mut seen = 0;
     loop {
@@ -143,10 +170,11 @@ pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -36,7 +36,10 @@ async fn fake_llm(prompt: &str) -> String {
     let answer = format!("A short answer to: {prompt}");
     llm.mark_first_token();
     let words = |s: &str| s.split_whitespace().count() as u32;
-    llm.set_usage(Usage::tokens(words(prompt) * 4 / 3 + 1, words(&answer) * 4 / 3 + 1));
+    llm.set_usage(Usage::tokens(
+        words(prompt) * 4 / 3 + 1,
+        words(&answer) * 4 / 3 + 1,
+    ));
     llm.set_total_cost(0.000_042);
     llm.set_output(json!({"content": answer}));
     llm.end();
@@ -47,8 +50,13 @@ async fn fake_llm(prompt: &str) -> String {
 pub(crate) async fn run(addr: &str) -> Result {
     let store = SpanStore::from_env()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("server service listens on http://{}", listener.local_addr()?);
-    axum::serve(listener, app(store.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    println!(
+        "server service listens on http://{}",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app(store.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     let report = store.shutdown(FLUSH_TIMEOUT).await;
     println!("server store: {report}");
     Ok(())

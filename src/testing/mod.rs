@@ -3,7 +3,8 @@
 //! A real HTTP server on 127.0.0.1 (an ephemeral port by default) that speaks the part of
 //! Opik's REST API the SDKs write to: `POST v1/private/spans/batch` and
 //! `POST v1/private/traces/batch` (under `/api/` as a self-hosted Opik serves them, and at the
-//! root as the backend's own port does). It checks every body against Opik's rules, with
+//! root as the backend's own port does), and the SDKs' health check `GET is-alive/ping`.
+//! It checks every body against Opik's rules, with
 //! the backend's statuses:
 //!
 //! | refused | status |

@@ -99,6 +99,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Err(_) => None,
     };
     let Some(kind) = kind else {
+        if parts.method == http::Method::GET && path == "/is-alive/ping" {
+            // The official SDKs' health check.
+            let mut answer = finish(&shared, log, StatusCode::OK, "", None);
+            *answer.body_mut() = Full::new(Bytes::from_static(br#"{"healthy":true}"#));
+            return Ok(answer);
+        }
         return Ok(finish(
             &shared,
             log,
