@@ -7,6 +7,8 @@ pub mod context;
 mod error;
 pub mod headers;
 pub mod id;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod record;
 mod scope;
 pub mod server;

@@ -37,6 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 pub use rest::OpikRestExporter;
+#[cfg(feature = "otel")]
+pub(crate) use rest::http_client;
 pub use retry::RetryPolicy;
 pub use stats::{FlushReport, Loss, LossReason, StoreStats};
 

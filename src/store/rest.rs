@@ -162,7 +162,7 @@ impl Exporter for OpikRestExporter {
 
 /// The HTTP client: reqwest on rustls. The application's default rustls provider when it
 /// installed one, else the pure-Rust RustCrypto provider with the platform verifier.
-fn http_client() -> Result<reqwest::Client, crate::Error> {
+pub(crate) fn http_client() -> Result<reqwest::Client, crate::Error> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("tower-opik/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))

@@ -37,6 +37,8 @@
 //! ```
 
 mod faults;
+#[cfg(feature = "otel")]
+mod otlp;
 mod server;
 mod state;
 mod tree;
@@ -49,6 +51,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use faults::Faults;
+#[cfg(feature = "otel")]
+pub use otlp::OtelSpan;
 pub use state::RequestLog;
 pub use tree::{SpanNode, TraceTree};
 
@@ -237,6 +241,12 @@ impl LocalOpik {
     /// How many accepted writes a record (span or trace) received: 1 means delivered once.
     pub fn write_count(&self, id: impl AsRef<str>) -> u64 {
         self.shared.state().write_count(id.as_ref())
+    }
+
+    /// The OTel spans received on `v1/private/otel/v1/traces` (feature `otel`), in order.
+    #[cfg(feature = "otel")]
+    pub fn otel_spans(&self) -> Vec<OtelSpan> {
+        self.shared.state().otel_spans()
     }
 
     /// Every request received so far, with the answer given.

@@ -98,6 +98,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(collected) => Some(collected.to_bytes()),
         Err(_) => None,
     };
+    #[cfg(feature = "otel")]
+    if parts.method == http::Method::POST && path == "/v1/private/otel/v1/traces" {
+        return Ok(otlp(&shared, log, &parts.headers, body));
+    }
     let Some(kind) = kind else {
         if parts.method == http::Method::GET && path == "/is-alive/ping" {
             // The official SDKs' health check.
@@ -248,6 +252,78 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
                 .map_or(0, Vec::len);
             Ok(finish(&shared, log, status, &message, None))
         }
+    }
+}
+
+/// `POST v1/private/otel/v1/traces`: OTLP protobuf, decoded and kept.
+#[cfg(feature = "otel")]
+fn otlp(
+    shared: &Shared,
+    mut log: RequestLog,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+) -> Response<Full<Bytes>> {
+    let Some(body) = body else {
+        return finish(
+            shared,
+            log,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large",
+            None,
+        );
+    };
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if content_type != Some("application/x-protobuf") {
+        return finish(
+            shared,
+            log,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "OTLP must be application/x-protobuf",
+            None,
+        );
+    }
+    let decoded = match headers
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes())
+    {
+        None => body.to_vec(),
+        Some(b"gzip") => {
+            log.gzip = true;
+            match gunzip(&body) {
+                Ok(d) => d,
+                Err((status, why)) => return finish(shared, log, status, &why, None),
+            }
+        }
+        Some(_) => {
+            return finish(
+                shared,
+                log,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported Content-Encoding",
+                None,
+            );
+        }
+    };
+    log.decoded_size = decoded.len();
+    let project = headers
+        .get("projectname")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match super::otlp::decode(&decoded, project) {
+        Ok(spans) => {
+            log.items = spans.len();
+            shared.state().accept_otel(spans);
+            let mut answer = finish(shared, log, StatusCode::OK, "", None);
+            answer.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-protobuf"),
+            );
+            shared.changed.send_modify(|v| *v += 1);
+            answer
+        }
+        Err(why) => finish(shared, log, StatusCode::BAD_REQUEST, &why, None),
     }
 }
 

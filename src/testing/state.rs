@@ -104,6 +104,8 @@ pub(crate) struct State {
     spans: Table,
     traces: Table,
     requests: Vec<RequestLog>,
+    #[cfg(feature = "otel")]
+    otel: Vec<super::otlp::OtelSpan>,
 }
 
 impl State {
@@ -115,6 +117,16 @@ impl State {
         for record in records {
             table.upsert(record);
         }
+    }
+
+    #[cfg(feature = "otel")]
+    pub(crate) fn accept_otel(&mut self, spans: Vec<super::otlp::OtelSpan>) {
+        self.otel.extend(spans);
+    }
+
+    #[cfg(feature = "otel")]
+    pub(crate) fn otel_spans(&self) -> Vec<super::otlp::OtelSpan> {
+        self.otel.clone()
     }
 
     pub(crate) fn log(&mut self, entry: RequestLog) {

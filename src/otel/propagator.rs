@@ -1,0 +1,87 @@
+//! A `TextMapPropagator` for the two Opik headers.
+
+use opentelemetry::Context;
+use opentelemetry::KeyValue;
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+
+use super::registry;
+use crate::context::current_span;
+use crate::headers::{
+    BAGGAGE_SPAN_ID, BAGGAGE_TRACE_ID, DistributedHeaders, PARENT_SPAN_ID_HEADER, TRACE_ID_HEADER,
+};
+
+static FIELDS: std::sync::LazyLock<[String; 2]> =
+    std::sync::LazyLock::new(|| [TRACE_ID_HEADER.to_owned(), PARENT_SPAN_ID_HEADER.to_owned()]);
+
+/// Carries Opik ids in `opik_trace_id` / `opik_parent_span_id`, so OTel-instrumented
+/// clients and servers join Opik traces too. Compose it with the W3C trace-context
+/// propagator (`TextMapCompositePropagator`).
+///
+/// - Inject: the ids of the context's OTel span when it is attached (see
+///   [`OpikSpanProcessor`](super::OpikSpanProcessor)), else of tower-opik's current span.
+/// - Extract: valid incoming ids (SPEC §1 rules) become baggage entries `opik.trace_id` /
+///   `opik.span_id` of the returned context, which the processor reads for the next span.
+///
+/// ```
+/// use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+/// use opentelemetry_sdk::propagation::TraceContextPropagator;
+/// let propagator = TextMapCompositePropagator::new(vec![
+///     Box::new(TraceContextPropagator::new()),
+///     Box::new(tower_opik::otel::OpikPropagator::new()),
+/// ]);
+/// assert!(propagator.fields().any(|f| f == "opik_trace_id"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct OpikPropagator {
+    _private: (),
+}
+
+impl OpikPropagator {
+    /// A propagator.
+    ///
+    /// ```
+    /// let p = tower_opik::otel::OpikPropagator::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl TextMapPropagator for OpikPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span().span_context().clone();
+        let ids = span
+            .is_valid()
+            .then(|| registry::get(span.span_id()))
+            .flatten()
+            .map(|ids| DistributedHeaders::new(ids.trace_id, Some(ids.span_id)))
+            .or_else(|| current_span().distributed_headers());
+        if let Some(ids) = ids {
+            for (name, value) in ids.to_pairs() {
+                injector.set(name, value);
+            }
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let found = DistributedHeaders::extract_with(|key| extractor.get(key));
+        found.warn();
+        match found.headers {
+            Some(ids) => {
+                let mut entries = vec![KeyValue::new(BAGGAGE_TRACE_ID, ids.trace_id().to_string())];
+                if let Some(parent) = ids.parent_span_id() {
+                    entries.push(KeyValue::new(BAGGAGE_SPAN_ID, parent.to_string()));
+                }
+                cx.with_baggage(entries)
+            }
+            None => cx.clone(),
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(FIELDS.as_slice())
+    }
+}
