@@ -112,19 +112,29 @@ impl Batcher {
         full
     }
 
-    fn encode(&self, record: Record) -> Option<Encoded> {
-        match Encoded::new(record) {
-            Ok(item) if item.json.len() + 16 > self.limits.max_bytes => {
-                let size = item.json.len();
-                self.counters.lose(LossReason::TooLarge, 1, || {
-                    format!("record {} is {size} bytes", item.record.id())
-                });
-                None
-            }
-            Ok(item) => Some(item),
+    fn encode(&self, mut record: Record) -> Option<Encoded> {
+        let json = match record.to_json() {
+            Ok(json) => json,
             Err(e) => {
                 self.counters
                     .lose(LossReason::Encoding, 1, || e.to_string());
+                return None;
+            }
+        };
+        // A record must fit in a batch on its own: cut oversized payloads, with a marker.
+        let limit = self.limits.max_bytes.saturating_sub(32);
+        let size = json.len();
+        match super::truncate::fit(&mut record, json, limit) {
+            Some(json) => {
+                if json.len() < size {
+                    Counters::add(&self.counters.truncated, 1);
+                }
+                Some(Encoded { record, json })
+            }
+            None => {
+                self.counters.lose(LossReason::TooLarge, 1, || {
+                    format!("record {} is {size} bytes", record.id())
+                });
                 None
             }
         }

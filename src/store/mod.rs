@@ -28,6 +28,7 @@ mod exporter;
 mod rest;
 mod retry;
 mod stats;
+mod truncate;
 
 use std::borrow::Cow;
 use std::sync::Arc;

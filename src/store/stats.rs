@@ -26,7 +26,7 @@ pub enum LossReason {
     },
     /// Still failing after every retry the policy allows.
     RetriesExhausted,
-    /// Larger than the batch byte cap on its own.
+    /// Larger than the batch byte cap on its own, even with its payloads truncated.
     TooLarge,
     /// Could not be encoded as JSON.
     Encoding,
@@ -102,6 +102,8 @@ pub struct StoreStats {
     pub retries: u64,
     /// Export calls made (each attempt counts).
     pub export_calls: u64,
+    /// Records sent with oversized payloads replaced by a truncation marker.
+    pub truncated: u64,
     /// Losses by reason.
     pub losses: Vec<Loss>,
 }
@@ -181,6 +183,7 @@ pub(crate) struct Counters {
     pub(crate) failed: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) export_calls: AtomicU64,
+    pub(crate) truncated: AtomicU64,
     losses: Mutex<BTreeMap<LossReason, (u64, String)>>,
 }
 
@@ -218,6 +221,7 @@ impl Counters {
             failed: get(&self.failed),
             retries: get(&self.retries),
             export_calls: get(&self.export_calls),
+            truncated: get(&self.truncated),
             losses: losses
                 .iter()
                 .map(|(reason, (count, msg))| Loss {
