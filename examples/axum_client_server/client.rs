@@ -37,7 +37,7 @@ pub(crate) async fn call(store: &SpanStore, server_url: &str, prompt: &str) -> R
     .inspect_err(|e| span.set_error(tower_opik::ErrorInfo::new("ClientError", e.to_string())))?;
     span.set_output(answer.clone());
     span.end();
-    println!("server answered: {}", answer["response"]);
+    tracing::debug!("server answered: {}", answer["response"]);
     span.trace_id()
         .ok_or_else(|| "tracing is disabled (OPIK_TRACK_DISABLE)".into())
 }

@@ -7,6 +7,7 @@
 //! cargo run --example axum_client_server -- local-opik --addr 127.0.0.1:5173
 //! cargo run --example axum_client_server -- server --addr 127.0.0.1:3000
 //! cargo run --example axum_client_server -- client --server-url http://127.0.0.1:3000 [--prompt TEXT]
+//! cargo run --release --example axum_client_server -- soak --seconds 180   # see scripts/soak.sh
 //! ```
 //!
 //! With `OPIK_URL_OVERRIDE` set (and `OPIK_API_KEY` / `OPIK_WORKSPACE` as needed) the
@@ -15,6 +16,7 @@
 
 mod client;
 mod server;
+mod soak;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,11 +49,17 @@ async fn main() -> ExitCode {
             }
             None => Err("client needs --server-url URL".into()),
         },
+        Some("soak") => {
+            let seconds = flag(&args, "--seconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(180);
+            soak::run(seconds).await
+        }
         Some("local-opik") => {
             local_opik(&flag(&args, "--addr").unwrap_or("127.0.0.1:5173".into())).await
         }
         Some(other) => {
-            Err(format!("unknown mode {other:?}: use server, client or local-opik").into())
+            Err(format!("unknown mode {other:?}: use server, client, local-opik or soak").into())
         }
     };
     match result {
@@ -105,6 +113,7 @@ async fn demo() -> Result {
     println!("server service listens on {server_url}");
 
     let trace_id = client::call(&client_store, &server_url, DEFAULT_PROMPT).await?;
+    println!("client called the server: trace {trace_id}");
     server.abort();
     for (who, store) in [("client", &client_store), ("server", &server_store)] {
         let report = store.shutdown(FLUSH_TIMEOUT).await;

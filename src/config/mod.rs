@@ -14,6 +14,18 @@ pub use builder::OpikConfigBuilder;
 pub use error::{ConfigError, ValueSource};
 pub use secret::ApiKey;
 
+/// Parses the text of an `~/.opik.config` file as [`OpikConfig`] would (without applying
+/// it): for checking a file, and for fuzzing. Errors name `path` and the line.
+///
+/// ```
+/// let err = tower_opik::config::check_config_file("~/.opik.config", "[opik]\nno separator\n").unwrap_err();
+/// assert!(err.to_string().starts_with("~/.opik.config:2:"));
+/// assert!(tower_opik::config::check_config_file("x", "[opik]\nworkspace = w\n").is_ok());
+/// ```
+pub fn check_config_file(path: &str, text: &str) -> Result<(), ConfigError> {
+    file::parse(text, std::path::Path::new(path)).map(|_| ())
+}
+
 /// Opik Cloud's API, the default URL (as in the Python SDK).
 pub const OPIK_CLOUD_URL: &str = "https://www.comet.com/opik/api/";
 /// The default workspace.

@@ -6,8 +6,9 @@ use std::time::Duration;
 /// exponential backoff, `Retry-After` / `RateLimit-Reset` honoured up to a cap, and a bound
 /// on both attempts and total time per batch.
 ///
-/// The defaults: 8 attempts, 500 ms doubling to at most 30 s, server-requested waits capped
-/// at 60 s (as the Python SDK caps `Retry-After`), at most 2 minutes per batch.
+/// The defaults: 16 attempts, 500 ms doubling to at most 5 s (the export task holds the batch
+/// meanwhile, so long waits mean drops at the queue bound), server-requested waits capped at
+/// 60 s (as the Python SDK caps `Retry-After`), at most 2 minutes per batch.
 ///
 /// ```
 /// use std::time::Duration;
@@ -29,9 +30,9 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 8,
+            max_attempts: 16,
             initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(5),
             max_retry_after: Duration::from_secs(60),
             max_elapsed: Duration::from_secs(120),
         }
@@ -105,7 +106,7 @@ impl RetryPolicy {
     /// Attempts per batch.
     ///
     /// ```
-    /// assert_eq!(tower_opik::store::RetryPolicy::default().attempts(), 8);
+    /// assert_eq!(tower_opik::store::RetryPolicy::default().attempts(), 16);
     /// ```
     pub fn attempts(&self) -> u32 {
         self.max_attempts

@@ -58,6 +58,32 @@ pub use tree::{SpanNode, TraceTree};
 
 use self::server::Shared;
 
+/// Checks a batch body against Opik's rules, as LocalOpik does on
+/// `POST v1/private/{spans,traces}/batch`: `kind` is `"spans"` or `"traces"`, `body` the
+/// uncompressed JSON. Returns how many records it holds, or the status and message the
+/// backend would answer. Never panics, whatever the bytes.
+///
+/// ```
+/// use tower_opik::testing::validate_batch;
+/// assert_eq!(validate_batch("spans", br#"{"spans": []}"#).unwrap_err().0, 422);
+/// assert_eq!(validate_batch("spans", b"{not json").unwrap_err().0, 400);
+/// ```
+pub fn validate_batch(kind: &str, body: &[u8]) -> Result<usize, (u16, String)> {
+    let kind = match kind {
+        "spans" => validate::Kind::Span,
+        "traces" => validate::Kind::Trace,
+        other => return Err((404, format!("no batch endpoint for {other:?}"))),
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| (400, format!("invalid JSON: {e}")))?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    validate::batch(kind, &value, now_ms, &mut 0)
+        .map(|records| records.len())
+        .map_err(|(status, message)| (status.as_u16(), message))
+}
+
 /// A local Opik ingest server. Stops when [`shutdown`](Self::shutdown) is called or when
 /// it is dropped.
 ///
