@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -20,17 +18,10 @@ use tower_opik::server::OpikSpan;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{DistributedHeaders, DistributedScope, OpikFutureExt, OpikLayer, SpanStore};
 
-use common::{FLUSH, http_client, store_for};
+use common::{FLUSH, http_client, serve, store_for};
 
 fn client(middleware: OpikMiddleware) -> ClientWithMiddleware {
     ClientBuilder::new(http_client()).with(middleware).build()
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 /// A service that answers with the Opik headers it received (no layer: raw headers).

@@ -14,14 +14,7 @@ use serde_json::json;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikConfig, OpikLayer, SpanStore};
 
-use common::{FLUSH, http_client, store_for};
-
-async fn serve(app: Router) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
+use common::{FLUSH, http_client, serve, store_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_never_fail_or_wait_on_a_dead_or_hung_backend() {

@@ -21,7 +21,7 @@ use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikLayer, SpanStore, SpanType, current_span};
 use uuid::Uuid;
 
-use common::{FLUSH, http_client, store_for};
+use common::{FLUSH, http_client, serve, store_for};
 
 async fn generate(OpikSpan(span): OpikSpan, body: String) -> axum::Json<Value> {
     span.set_input(json!({"prompt": body}));
@@ -71,13 +71,6 @@ fn app(store: SpanStore) -> Router {
         .route("/hang", get(std::future::pending::<&'static str>))
         .route("/health", get(|| async { "ok" }))
         .layer(OpikLayer::new(store).skip(|head| head.uri().path() == "/health"))
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn span_named<'a>(spans: &'a [Value], name: &str) -> &'a Value {

@@ -36,55 +36,7 @@ pub struct OpikClientLayer {
     options: ClientOptions,
 }
 
-impl OpikClientLayer {
-    /// A layer that sends the headers to every host, without baggage or client spans.
-    ///
-    /// ```
-    /// let layer = tower_opik::client::OpikClientLayer::new();
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sends the headers only to these hosts (`api.internal`, `*.svc.cluster.local`,
-    /// `127.0.0.1`), so that trace ids never reach a third-party API. With a list set, a
-    /// request whose URI carries no host (a tonic `Channel` adds it later) gets no headers.
-    ///
-    /// ```
-    /// let layer = tower_opik::client::OpikClientLayer::new().allow_hosts(["*.internal"]);
-    /// ```
-    pub fn allow_hosts<I, S>(mut self, hosts: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.options.allow_hosts(hosts);
-        self
-    }
-
-    /// Also sends the ids as W3C `baggage` (`opik.trace_id`, `opik.span_id`), for proxies
-    /// that drop header names with underscores.
-    ///
-    /// ```
-    /// let layer = tower_opik::client::OpikClientLayer::new().send_baggage(true);
-    /// ```
-    pub fn send_baggage(mut self, on: bool) -> Self {
-        self.options.send_baggage(on);
-        self
-    }
-
-    /// Opens a client span per call (`POST host/path`, status, error), which becomes the
-    /// parent sent downstream. It ends when the response headers arrive (or the call fails):
-    /// it measures the time to the answer's head, not the download of its body.
-    ///
-    /// ```
-    /// let layer = tower_opik::client::OpikClientLayer::new().client_spans(true);
-    /// ```
-    pub fn client_spans(mut self, on: bool) -> Self {
-        self.options.client_spans(on);
-        self
-    }
-}
+super::options::client_options_builder!(OpikClientLayer);
 
 impl<S> Layer<S> for OpikClientLayer {
     type Service = OpikClientService<S>;

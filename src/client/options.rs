@@ -41,6 +41,65 @@ pub(crate) struct ClientOptions {
 
 static INSERT_WARNING: RateLimit = RateLimit::new();
 
+/// The builder methods [`OpikMiddleware`](super::OpikMiddleware) and
+/// [`OpikClientLayer`](super::OpikClientLayer) share: both wrap a `ClientOptions`.
+macro_rules! client_options_builder {
+    ($ty:ident) => {
+        impl $ty {
+            #[doc = concat!("A ", stringify!($ty), " that sends the headers to every host, without baggage or client spans.")]
+            ///
+            /// ```
+            #[doc = concat!("let x = tower_opik::client::", stringify!($ty), "::new();")]
+            /// ```
+            pub fn new() -> Self {
+                Self::default()
+            }
+
+            /// Sends the headers only to these hosts (`api.internal`, `*.svc.cluster.local`,
+            /// `127.0.0.1`), so that trace ids never reach a third-party API. With a list set,
+            /// a request whose URI carries no host (a tonic `Channel` adds it later) gets no
+            /// headers.
+            ///
+            /// ```
+            #[doc = concat!("let x = tower_opik::client::", stringify!($ty), "::new().allow_hosts([\"*.internal\"]);")]
+            /// ```
+            pub fn allow_hosts<I, S>(mut self, hosts: I) -> Self
+            where
+                I: IntoIterator<Item = S>,
+                S: AsRef<str>,
+            {
+                self.options.allow_hosts(hosts);
+                self
+            }
+
+            /// Also sends the ids as W3C `baggage` (`opik.trace_id`, `opik.span_id`; other
+            /// members are kept), for proxies that drop header names with underscores.
+            ///
+            /// ```
+            #[doc = concat!("let x = tower_opik::client::", stringify!($ty), "::new().send_baggage(true);")]
+            /// ```
+            pub fn send_baggage(mut self, on: bool) -> Self {
+                self.options.send_baggage(on);
+                self
+            }
+
+            /// Opens a client span per call (`POST host/path`, or the gRPC method; status,
+            /// error), which becomes the parent sent downstream. It ends when the response
+            /// headers arrive (or the call fails): it measures the time to the answer's head,
+            /// not the download of its body.
+            ///
+            /// ```
+            #[doc = concat!("let x = tower_opik::client::", stringify!($ty), "::new().client_spans(true);")]
+            /// ```
+            pub fn client_spans(mut self, on: bool) -> Self {
+                self.options.client_spans(on);
+                self
+            }
+        }
+    };
+}
+pub(crate) use client_options_builder;
+
 impl ClientOptions {
     pub(crate) fn allow_hosts<I, S>(&mut self, hosts: I)
     where

@@ -27,54 +27,7 @@ pub struct OpikMiddleware {
     options: ClientOptions,
 }
 
-impl OpikMiddleware {
-    /// A middleware that sends the headers to every host, without baggage or client spans.
-    ///
-    /// ```
-    /// let m = tower_opik::client::OpikMiddleware::new();
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sends the headers only to these hosts (`api.internal`, `*.svc.cluster.local`,
-    /// `127.0.0.1`), so that trace ids never reach a third-party API. With a list set, a
-    /// request whose URI carries no host (a tonic `Channel` adds it later) gets no headers.
-    ///
-    /// ```
-    /// let m = tower_opik::client::OpikMiddleware::new().allow_hosts(["*.internal"]);
-    /// ```
-    pub fn allow_hosts<I, S>(mut self, hosts: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.options.allow_hosts(hosts);
-        self
-    }
-
-    /// Also sends the ids as W3C `baggage`, for proxies that drop underscore header names.
-    ///
-    /// ```
-    /// let m = tower_opik::client::OpikMiddleware::new().send_baggage(true);
-    /// ```
-    pub fn send_baggage(mut self, on: bool) -> Self {
-        self.options.send_baggage(on);
-        self
-    }
-
-    /// Opens a client span per call (`POST host/path`), the parent sent downstream. It ends
-    /// when the response headers arrive (or the call fails): it measures the time to the
-    /// answer's head, not the download of its body.
-    ///
-    /// ```
-    /// let m = tower_opik::client::OpikMiddleware::new().client_spans(true);
-    /// ```
-    pub fn client_spans(mut self, on: bool) -> Self {
-        self.options.client_spans(on);
-        self
-    }
-}
+super::options::client_options_builder!(OpikMiddleware);
 
 #[async_trait::async_trait]
 impl Middleware for OpikMiddleware {

@@ -58,3 +58,12 @@ pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
     reqwest::Client::new()
 }
+
+/// Serves an axum router on 127.0.0.1 (ephemeral port) in the background.
+#[cfg(feature = "axum")]
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
