@@ -1,8 +1,11 @@
 //! The per-request cost of `OpikLayer` over a bare axum router, in-process
-//! (`tower::ServiceExt::oneshot`, response body collected), side by side in one run:
-//! bare router, router + layer with tracing off, router + layer recording every request.
+//! (`tower::ServiceExt::oneshot`, response body collected), side by side in one run: bare
+//! router; router + OpikLayer with tracing off; router + OpikLayer recording every request;
+//! and the peer a Rust team uses today, router + tower-http `TraceLayer` +
+//! tracing-opentelemetry + an opentelemetry_sdk batch span processor. Both recording stacks
+//! export to a no-op exporter, so the figures are each stack's own cost.
 //!
-//! Run: `cargo bench --features testing,axum --bench layer`.
+//! Run: `cargo bench --features testing,axum,otel --bench layer`.
 
 mod common;
 
@@ -15,6 +18,32 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_opik::{OpikConfig, OpikLayer, SpanStore};
+
+/// The OTel peer's exporter: accepts every batch at once.
+#[derive(Debug)]
+struct DiscardOtel;
+
+impl opentelemetry_sdk::trace::SpanExporter for DiscardOtel {
+    fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Installs tracing-opentelemetry with a batch span processor as the global subscriber.
+fn install_otel_peer() -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(DiscardOtel)
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    provider
+}
 
 fn router() -> Router {
     Router::new().route("/users/{id}", get(|| async { "hello" }))
@@ -51,8 +80,11 @@ fn per_request(c: &mut Criterion) {
     let bare = router();
     let off = router().layer(OpikLayer::new(SpanStore::disabled()));
     let on = router().layer(OpikLayer::new(store.clone()));
+    let _provider = install_otel_peer();
+    let otel = router().layer(tower_http::trace::TraceLayer::new_for_http());
     let mut group = c.benchmark_group("request through axum");
     for (name, app) in [
+        ("tower-http TraceLayer + tracing-opentelemetry (peer)", &otel),
         ("bare router", &bare),
         ("OpikLayer, tracing off", &off),
         ("OpikLayer", &on),
