@@ -84,7 +84,10 @@ fn per_request(c: &mut Criterion) {
     let otel = router().layer(tower_http::trace::TraceLayer::new_for_http());
     let mut group = c.benchmark_group("request through axum");
     for (name, app) in [
-        ("tower-http TraceLayer + tracing-opentelemetry (peer)", &otel),
+        (
+            "tower-http TraceLayer + tracing-opentelemetry (peer)",
+            &otel,
+        ),
         ("bare router", &bare),
         ("OpikLayer, tracing off", &off),
         ("OpikLayer", &on),
