@@ -97,6 +97,12 @@ impl Span {
 pin_project_lite::pin_project! {
     /// A future that runs inside a span: the span is the current span during every poll.
     /// Made by [`OpikFutureExt::in_span`].
+    ///
+    /// ```
+    /// use tower_opik::OpikFutureExt;
+    /// let fut: tower_opik::context::Instrumented<_> = async { 1 }.in_span(tower_opik::Span::none());
+    /// # let _ = fut;
+    /// ```
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
     pub struct Instrumented<F> {

@@ -18,19 +18,47 @@ use uuid::Uuid;
 use crate::id::parse_v7;
 
 /// Header carrying the Opik trace id.
+///
+/// ```
+/// assert_eq!(tower_opik::headers::TRACE_ID_HEADER, "opik_trace_id");
+/// ```
 pub const TRACE_ID_HEADER: &str = "opik_trace_id";
 /// Header carrying the caller's current span id, the receiver's parent.
+///
+/// ```
+/// assert_eq!(tower_opik::headers::PARENT_SPAN_ID_HEADER, "opik_parent_span_id");
+/// ```
 pub const PARENT_SPAN_ID_HEADER: &str = "opik_parent_span_id";
 /// W3C baggage key for the trace id.
+///
+/// ```
+/// assert_eq!(tower_opik::headers::BAGGAGE_TRACE_ID, "opik.trace_id");
+/// ```
 pub const BAGGAGE_TRACE_ID: &str = "opik.trace_id";
 /// W3C baggage key for the sender's span id (the receiver's parent).
+///
+/// ```
+/// assert_eq!(tower_opik::headers::BAGGAGE_SPAN_ID, "opik.span_id");
+/// ```
 pub const BAGGAGE_SPAN_ID: &str = "opik.span_id";
 /// Alternative baggage key for the parent span id, accepted on receipt, never sent.
+///
+/// ```
+/// assert_eq!(tower_opik::headers::BAGGAGE_PARENT_SPAN_ID, "opik.parent_span_id");
+/// ```
 pub const BAGGAGE_PARENT_SPAN_ID: &str = "opik.parent_span_id";
 
 /// The longest `opik_*` header value read (a UUID is 36 characters; padding is allowed).
+///
+/// ```
+/// assert_eq!(tower_opik::headers::MAX_ID_VALUE_LEN, 256);
+/// ```
 pub const MAX_ID_VALUE_LEN: usize = 256;
 /// The longest `baggage` header read, in bytes (the W3C limit).
+///
+/// ```
+/// assert_eq!(tower_opik::headers::MAX_BAGGAGE_LEN, 8192);
+/// ```
 pub const MAX_BAGGAGE_LEN: usize = 8192;
 
 /// The remote parent of a request: the Opik trace it belongs to and, usually, the caller's

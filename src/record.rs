@@ -14,6 +14,11 @@ use uuid::Uuid;
 use crate::time::Timestamp;
 
 /// A JSON object, the shape Opik wants for `input`, `output` and `metadata`.
+///
+/// ```
+/// let mut input = tower_opik::record::JsonObject::new();
+/// input.insert("prompt".into(), "hi".into());
+/// ```
 pub type JsonObject = Map<String, Value>;
 
 /// The type of a span, as Opik knows it. Anything else is a 400 from the backend.

@@ -21,6 +21,10 @@ use crate::time::Timestamp;
 
 /// Metadata key set on a span that was recorded because its last handle was dropped before
 /// [`Span::end`] was called.
+///
+/// ```
+/// assert_eq!(tower_opik::span::UNFINISHED_KEY, "tower_opik.unfinished");
+/// ```
 pub const UNFINISHED_KEY: &str = "tower_opik.unfinished";
 
 /// A handle on an open span. Cheap to clone (an `Arc`); all clones are the same span.

@@ -27,10 +27,22 @@ pub fn check_config_file(path: &str, text: &str) -> Result<(), ConfigError> {
 }
 
 /// Opik Cloud's API, the default URL (as in the Python SDK).
+///
+/// ```
+/// assert_eq!(tower_opik::config::OPIK_CLOUD_URL, "https://www.comet.com/opik/api/");
+/// ```
 pub const OPIK_CLOUD_URL: &str = "https://www.comet.com/opik/api/";
 /// The default workspace.
+///
+/// ```
+/// assert_eq!(tower_opik::config::DEFAULT_WORKSPACE, "default");
+/// ```
 pub const DEFAULT_WORKSPACE: &str = "default";
 /// The default project (also what Opik uses when none is sent).
+///
+/// ```
+/// assert_eq!(tower_opik::config::DEFAULT_PROJECT, "Default Project");
+/// ```
 pub const DEFAULT_PROJECT: &str = "Default Project";
 
 /// Where and as whom to send: URL, API key, workspace, project, and the kill switch.

@@ -9,10 +9,22 @@ use crate::headers::DistributedHeaders;
 use crate::id::new_id;
 
 /// Span attribute: the Opik trace an OTel span belongs to.
+///
+/// ```
+/// assert_eq!(tower_opik::otel::OPIK_TRACE_ID, "opik.trace_id");
+/// ```
 pub const OPIK_TRACE_ID: &str = "opik.trace_id";
 /// Span attribute: the OTel span's Opik parent (ignored without `opik.trace_id`).
+///
+/// ```
+/// assert_eq!(tower_opik::otel::OPIK_PARENT_SPAN_ID, "opik.parent_span_id");
+/// ```
 pub const OPIK_PARENT_SPAN_ID: &str = "opik.parent_span_id";
 /// Span attribute: the Opik id of the OTel span itself.
+///
+/// ```
+/// assert_eq!(tower_opik::otel::OPIK_SPAN_ID, "opik.span_id");
+/// ```
 pub const OPIK_SPAN_ID: &str = "opik.span_id";
 
 /// Links an OTel boundary span (the server span of an incoming request) into the caller's

@@ -7,6 +7,10 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use crate::config::OpikConfig;
 
 /// Opik's OTLP endpoint, relative to its base URL.
+///
+/// ```
+/// assert_eq!(tower_opik::otel::OTLP_TRACES_PATH, "v1/private/otel/v1/traces");
+/// ```
 pub const OTLP_TRACES_PATH: &str = "v1/private/otel/v1/traces";
 
 /// An OTLP span exporter for Opik: protobuf over HTTP (the reliable encoding: Opik reads JSON

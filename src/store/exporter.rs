@@ -7,6 +7,11 @@ use std::time::Duration;
 use crate::record::Record;
 
 /// The future an [`Exporter`] returns.
+///
+/// ```
+/// let done: tower_opik::store::ExportFuture<'static> = Box::pin(async { Ok(()) });
+/// # let _ = done;
+/// ```
 pub type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ExportError>> + Send + 'a>>;
 
 /// Sends batches of finished records somewhere: Opik's REST API

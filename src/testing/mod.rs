@@ -226,26 +226,66 @@ impl LocalOpik {
     }
 
     /// The accepted spans, in order of first arrival (after upserts).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.spans().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn spans(&self) -> Vec<Value> {
         self.shared.state().spans()
     }
 
     /// The accepted traces, in order of first arrival (after upserts).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.traces().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn traces(&self) -> Vec<Value> {
         self.shared.state().traces()
     }
 
     /// One span by id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.span(tower_opik::id::new_id().to_string()).is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn span(&self, id: impl AsRef<str>) -> Option<Value> {
         self.shared.state().span(id.as_ref())
     }
 
     /// One trace record by id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.trace(tower_opik::id::new_id().to_string()).is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn trace(&self, id: impl AsRef<str>) -> Option<Value> {
         self.shared.state().trace(id.as_ref())
     }
 
     /// The spans of one trace.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.spans_of_trace(tower_opik::id::new_id().to_string()).is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn spans_of_trace(&self, trace_id: impl AsRef<str>) -> Vec<Value> {
         let trace_id = trace_id.as_ref();
         self.spans()
@@ -255,6 +295,14 @@ impl LocalOpik {
     }
 
     /// One trace as a tree of spans (`None` when nothing of it arrived).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.trace_tree(tower_opik::id::new_id().to_string()).is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn trace_tree(&self, trace_id: impl AsRef<str>) -> Option<TraceTree> {
         let trace_id = trace_id.as_ref();
         TraceTree::build(
@@ -265,22 +313,54 @@ impl LocalOpik {
     }
 
     /// How many accepted writes a record (span or trace) received: 1 means delivered once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert_eq!(opik.write_count(tower_opik::id::new_id().to_string()), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn write_count(&self, id: impl AsRef<str>) -> u64 {
         self.shared.state().write_count(id.as_ref())
     }
 
     /// The OTel spans received on `v1/private/otel/v1/traces` (feature `otel`), in order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.otel_spans().is_empty());
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "otel")]
     pub fn otel_spans(&self) -> Vec<OtelSpan> {
         self.shared.state().otel_spans()
     }
 
     /// Every request received so far, with the answer given.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(opik.requests().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn requests(&self) -> Vec<RequestLog> {
         self.shared.state().requests()
     }
 
     /// Forgets every record and the request log (faults are kept).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// opik.clear();
+    /// # Ok(()) }
+    /// ```
     pub fn clear(&self) {
         self.shared.state().clear();
     }
@@ -300,11 +380,27 @@ impl LocalOpik {
 
     /// Waits until at least `n` spans are stored, at most `timeout`. For data sent by other
     /// processes (the official SDKs); for this crate's own store, `flush` instead.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(!opik.wait_for_spans(1, std::time::Duration::from_millis(10)).await);
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for_spans(&self, n: usize, timeout: Duration) -> bool {
         self.wait(timeout, |s| s.span_count() >= n).await
     }
 
     /// Waits until at least `n` traces are stored, at most `timeout`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert!(!opik.wait_for_traces(1, std::time::Duration::from_millis(10)).await);
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for_traces(&self, n: usize, timeout: Duration) -> bool {
         self.wait(timeout, |s| s.trace_count() >= n).await
     }

@@ -90,22 +90,82 @@ impl TraceTree {
     }
 
     /// The trace id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.id(), root.trace_id().unwrap().to_string());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> &str {
         &self.id
     }
 
     /// The trace record, when the service that started the trace wrote one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.trace().unwrap()["name"], "request");
+    /// # Ok(()) }
+    /// ```
     pub fn trace(&self) -> Option<&Value> {
         self.trace.as_ref()
     }
 
     /// The spans without a parent in this trace (their parent may be a remote span that
     /// was not written here).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.roots().len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn roots(&self) -> &[SpanNode] {
         &self.roots
     }
 
     /// Every span, depth first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.spans().len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn spans(&self) -> Vec<&SpanNode> {
         fn walk<'a>(nodes: &'a [SpanNode], out: &mut Vec<&'a SpanNode>) {
             for n in nodes {
@@ -121,26 +181,101 @@ impl TraceTree {
 
 impl SpanNode {
     /// The span's record.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.roots()[0].span()["type"], "general");
+    /// # Ok(()) }
+    /// ```
     pub fn span(&self) -> &Value {
         &self.span
     }
 
     /// Its name.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.roots()[0].name(), "request");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         self.span["name"].as_str().unwrap_or_default()
     }
 
     /// Its id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.roots()[0].id(), root.id().unwrap().to_string());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> &str {
         self.span["id"].as_str().unwrap_or_default()
     }
 
     /// Its type (`general` when absent).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.roots()[0].children()[0].span_type(), "llm");
+    /// # Ok(()) }
+    /// ```
     pub fn span_type(&self) -> &str {
         self.span["type"].as_str().unwrap_or("general")
     }
 
     /// Its children, by start time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use tower_opik::{testing::LocalOpik, OpikConfig, SpanStore};
+    /// # let opik = LocalOpik::start().await?;
+    /// # let store = SpanStore::builder().config(OpikConfig::local(&opik.base_url())).build()?;
+    /// # let root = store.root_span("request");
+    /// # root.child_of_type("llm", tower_opik::SpanType::Llm).end();
+    /// # root.end();
+    /// # store.flush(std::time::Duration::from_secs(5)).await;
+    /// let tree = opik.trace_tree(root.trace_id().unwrap().to_string()).unwrap();
+    /// assert_eq!(tree.roots()[0].children()[0].name(), "llm");
+    /// # Ok(()) }
+    /// ```
     pub fn children(&self) -> &[SpanNode] {
         &self.children
     }
