@@ -392,7 +392,15 @@ async fn a_full_queue_drops_the_newest_and_counts() {
 async fn flush_and_shutdown_are_bounded_when_the_backend_hangs_or_drops() {
     let opik = LocalOpik::start().await.unwrap();
     opik.faults().drop_next(1_000);
-    let store = store_for(&opik).build().unwrap();
+    // Retries that outlast the test: what is pending stays pending (none given up).
+    let store = store_for(&opik)
+        .retry(
+            common::fast_retry()
+                .max_attempts(u32::MAX)
+                .max_elapsed(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
     store.root_span("never").end();
     let started = Instant::now();
     let report = store.flush(Duration::from_millis(300)).await;
