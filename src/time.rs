@@ -67,8 +67,41 @@ impl From<SystemTime> for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 text, without going through `core::fmt`: export formats two or three
+    /// of these per record, and `write!` made timestamps half of the encoding time. `None`
+    /// for years outside 0000–9999, which [`Display`](std::fmt::Display) handles.
+    fn rfc3339(self) -> Option<[u8; 27]> {
+        let secs = self.micros.div_euclid(1_000_000);
+        let frac = self.micros.rem_euclid(1_000_000) as u32;
+        let sod = secs.rem_euclid(86_400) as u32;
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let y = u32::try_from(y).ok().filter(|y| *y <= 9999)?;
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        put(0, 4, y);
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, sod / 3600);
+        put(14, 2, sod % 3600 / 60);
+        put(17, 2, sod % 60);
+        put(20, 6, frac);
+        Some(out)
+    }
+}
+
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(text) = self.rfc3339()
+            && let Ok(text) = std::str::from_utf8(&text)
+        {
+            return f.write_str(text);
+        }
         let secs = self.micros.div_euclid(1_000_000);
         let frac = self.micros.rem_euclid(1_000_000);
         let days = secs.div_euclid(86_400);
@@ -86,12 +119,16 @@ impl std::fmt::Display for Timestamp {
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.rfc3339() {
+            Some(text) => match std::str::from_utf8(&text) {
+                Ok(text) => s.serialize_str(text),
+                Err(_) => s.collect_str(self),
+            },
+            None => s.collect_str(self),
+        }
     }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day): Howard Hinnant's
-/// `civil_from_days`, exact over the whole `i64` microsecond range.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -120,6 +157,47 @@ mod tests {
         ];
         for (micros, text) in cases {
             assert_eq!(Timestamp::from_unix_micros(micros).to_string(), text);
+        }
+    }
+
+    /// The `core::fmt` rendering the fast path replaces, as the reference.
+    fn reference(micros: i64) -> String {
+        let secs = micros.div_euclid(1_000_000);
+        let frac = micros.rem_euclid(1_000_000);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        )
+    }
+
+    #[test]
+    fn the_fast_path_matches_the_reference_everywhere() {
+        let year_10000 = 253_402_300_800_000_000i64; // 10000-01-01T00:00:00Z
+        let mut cases = vec![
+            0,
+            -1,
+            -62_167_219_200_000_000, // 0000-01-01T00:00:00Z
+            -62_167_219_200_000_001, // one microsecond before year 0
+            year_10000 - 1,
+            year_10000,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        cases.extend((0..20_000).map(|_| rng.i64(-70_000_000_000_000_000..year_10000 + 1_000)));
+        for micros in cases {
+            let t = Timestamp::from_unix_micros(micros);
+            let expected = reference(micros);
+            assert_eq!(t.to_string(), expected, "{micros}");
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{expected}\""),
+                "{micros}"
+            );
         }
     }
 
