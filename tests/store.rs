@@ -579,3 +579,29 @@ fn a_store_dropped_with_its_runtime_counts_what_it_lost() {
     assert_eq!(stats.failed, 2, "{stats}");
     assert_eq!(stats.losses[0].reason, LossReason::RuntimeStopped);
 }
+
+#[tokio::test]
+async fn a_full_batch_is_sent_without_waiting_for_the_interval() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik)
+        .flush_interval(Duration::from_secs(3600))
+        .max_batch_items(50)
+        .build()
+        .unwrap();
+    let root = store.root_span("burst");
+    for i in 0..149 {
+        root.child(format!("step {i}")).end();
+    }
+    // 149 children: two full batches of 50 go out on their own, 49 wait for the interval.
+    assert!(opik.wait_for_spans(100, Duration::from_secs(10)).await);
+    until(|| store.stats().sent == 100).await;
+    assert_eq!(opik.spans().len(), 100, "the rest waits for the interval");
+    root.end();
+    let report = store.flush(FLUSH).await;
+    assert!(report.completed, "{report}");
+    assert_eq!(
+        (report.stats.sent, report.stats.pending()),
+        (151, 0),
+        "{report}"
+    );
+}

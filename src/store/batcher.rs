@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::exporter::{Encoded, ExportBatch, ExportError, Exporter, RecordKind};
+use super::queue::RecordQueue;
 use super::retry::RetryPolicy;
 use super::stats::{Counters, LossReason};
 use crate::record::Record;
@@ -36,20 +37,23 @@ pub(crate) struct BatchLimits {
 }
 
 pub(crate) struct Batcher {
-    records: mpsc::Receiver<Record>,
+    records: Arc<RecordQueue>,
     commands: mpsc::UnboundedReceiver<Command>,
     exporter: Arc<dyn Exporter>,
     counters: Arc<Counters>,
     limits: BatchLimits,
     spans: ExportBatch,
     traces: ExportBatch,
+    /// Set when the task ends by a shutdown or because every handle is gone (not when
+    /// the runtime drops it).
+    finished: bool,
 }
 
 static EXPORT_WARNING: RateLimit = RateLimit::new();
 
 impl Batcher {
     pub(crate) fn new(
-        records: mpsc::Receiver<Record>,
+        records: Arc<RecordQueue>,
         commands: mpsc::UnboundedReceiver<Command>,
         exporter: Arc<dyn Exporter>,
         counters: Arc<Counters>,
@@ -63,6 +67,7 @@ impl Batcher {
             limits,
             spans: ExportBatch::new(RecordKind::Span),
             traces: ExportBatch::new(RecordKind::Trace),
+            finished: false,
         }
     }
 
@@ -70,11 +75,10 @@ impl Batcher {
         let mut ticker =
             tokio::time::interval_at(Instant::now() + self.limits.interval, self.limits.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut commands_open = true;
         loop {
             tokio::select! {
                 biased;
-                command = self.commands.recv(), if commands_open => match command {
+                command = self.commands.recv() => match command {
                     Some(Command::Flush(done)) => {
                         self.export_all().await;
                         let _ = done.send(());
@@ -82,34 +86,42 @@ impl Batcher {
                     Some(Command::Shutdown(done)) => {
                         self.records.close();
                         self.export_all().await;
+                        self.finished = true;
                         let _ = done.send(());
                         return;
                     }
-                    None => commands_open = false,
-                },
-                // Before records, so a steady stream cannot starve the interval.
-                _ = ticker.tick() => self.export_all().await,
-                record = self.records.recv() => match record {
-                    Some(record) => self.add(record).await,
                     None => {
                         // Every handle is gone: deliver what is left and stop.
                         self.export_all().await;
+                        self.finished = true;
                         return;
                     }
                 },
+                // Before the queue, so a steady stream cannot starve the interval.
+                _ = ticker.tick() => self.export_all().await,
+                () = self.records.batch_ready() => self.export_full().await,
             }
         }
     }
 
     /// Takes everything waiting in the queue, encoded.
     fn drain_queue(&mut self) -> Vec<Encoded> {
-        let mut full = Vec::new();
-        while let Ok(record) = self.records.try_recv() {
+        self.records.rearm();
+        let mut drained = Vec::with_capacity(self.records.len());
+        while let Some(record) = self.records.pop() {
             if let Some(item) = self.encode(record) {
-                full.push(item);
+                drained.push(item);
             }
         }
-        full
+        drained
+    }
+
+    /// Woken with a batch's worth queued: batches it, exporting the batches that fill and
+    /// keeping the rest for the interval.
+    async fn export_full(&mut self) {
+        for item in self.drain_queue() {
+            self.push(item).await;
+        }
     }
 
     fn encode(&self, mut record: Record) -> Option<Encoded> {
@@ -138,15 +150,6 @@ impl Batcher {
                 None
             }
         }
-    }
-
-    /// Adds a record to its batch, exporting the batch first if the record would not fit
-    /// and afterwards if it is full.
-    async fn add(&mut self, record: Record) {
-        let Some(item) = self.encode(record) else {
-            return;
-        };
-        self.push(item).await;
     }
 
     async fn push(&mut self, item: Encoded) {
@@ -243,18 +246,23 @@ impl Batcher {
         }
     }
 
-    /// Records still held when the task is dropped (the runtime stopped before `shutdown`).
+    /// Records still held in batches when the task is dropped.
     fn held(&self) -> u64 {
-        (self.spans.len() + self.traces.len() + self.records.len()) as u64
+        (self.spans.len() + self.traces.len()) as u64
     }
 }
 
 impl Drop for Batcher {
     fn drop(&mut self) {
-        let lost = self.held();
+        if self.finished {
+            // Only pushes that raced the shutdown's last drain can be left.
+            self.records.discard(LossReason::ShutDown);
+            return;
+        }
+        let lost = self.held() + self.records.discard(LossReason::RuntimeStopped);
         if lost > 0 {
             self.counters
-                .lose(LossReason::RuntimeStopped, lost, String::new);
+                .lose(LossReason::RuntimeStopped, self.held(), String::new);
             tracing::warn!(
                 target: "tower_opik",
                 lost,

@@ -1,9 +1,10 @@
 //! The span store: one bounded, non-blocking queue per process, shared by handle, with a
 //! background task that batches records to Opik.
 //!
-//! - [`SpanStore::record`] is synchronous and never blocks, waits or locks: it runs inside
-//!   `poll_frame` and `Drop`. When the queue is full the newest record is dropped, counted,
-//!   and one rate-limited warning is logged.
+//! - [`SpanStore::record`] is synchronous and never blocks, waits, locks or allocates: it
+//!   claims a slot in a lock-free ring and runs inside `poll_frame` and `Drop`. It wakes the
+//!   background task only when a batch's worth is waiting. When the queue is full the newest
+//!   record is dropped, counted, and one rate-limited warning is logged.
 //! - The background task batches spans and traces (at most 1000 items and a byte cap a
 //!   call), sends on a full batch or every flush interval, retries what is worth retrying
 //!   and isolates records the backend refuses.
@@ -25,6 +26,7 @@
 
 mod batcher;
 mod exporter;
+mod queue;
 mod rest;
 mod retry;
 mod stats;
@@ -35,6 +37,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+
+use self::queue::{RecordQueue, Refused};
 
 pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 pub use rest::OpikRestExporter;
@@ -83,7 +87,7 @@ struct Shared {
 }
 
 struct Queue {
-    records: mpsc::Sender<Record>,
+    records: Arc<RecordQueue>,
     commands: mpsc::UnboundedSender<Command>,
     full_warning: RateLimit,
 }
@@ -218,20 +222,25 @@ impl SpanStore {
             return;
         };
         let counters = &self.inner.counters;
-        match queue.records.try_send(record.into()) {
-            Ok(()) => Counters::add(&counters.recorded, 1),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        // Counted before the push, so that a record the task takes at once is never
+        // seen sent before it is seen recorded; taken back if refused.
+        Counters::add(&counters.recorded, 1);
+        match queue.records.push(record.into()) {
+            Ok(()) => {}
+            Err(Refused::Full) => {
+                counters.unrecord(1);
                 counters.lose(LossReason::QueueFull, 1, String::new);
                 if let Some(suppressed) = queue.full_warning.check() {
                     tracing::warn!(
                         target: "tower_opik",
                         suppressed,
-                        capacity = queue.records.max_capacity(),
+                        capacity = queue.records.capacity(),
                         "Opik span queue full: dropping records (raise queue_capacity, or check the backend)"
                     );
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
+                counters.unrecord(1);
                 counters.lose(LossReason::ShutDown, 1, String::new);
             }
         }
@@ -394,7 +403,10 @@ impl SpanStoreBuilder {
         self
     }
 
-    /// How many finished records may wait for export (at least 1).
+    /// How many finished records may wait for export (at least 1). The ring's slots are
+    /// allocated when the store is built, 24 bytes each (the records themselves live on the
+    /// heap until they are sent), so a dead backend costs at most this many records of
+    /// memory, plus the batch being retried.
     ///
     /// ```
     /// let b = tower_opik::SpanStore::builder().queue_capacity(4096);
@@ -508,10 +520,14 @@ impl SpanStoreBuilder {
             None => config.project_name().to_owned(),
         };
         let counters = Arc::new(Counters::default());
-        let (records_tx, records_rx) = mpsc::channel(self.queue_capacity);
+        let records = Arc::new(RecordQueue::new(
+            self.queue_capacity,
+            self.limits.max_items,
+            counters.clone(),
+        ));
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let batcher = Batcher::new(
-            records_rx,
+            records.clone(),
             commands_rx,
             exporter,
             counters.clone(),
@@ -521,7 +537,7 @@ impl SpanStoreBuilder {
         Ok(SpanStore {
             inner: Arc::new(Shared {
                 queue: Some(Queue {
-                    records: records_tx,
+                    records,
                     commands: commands_tx,
                     full_warning: RateLimit::new(),
                 }),

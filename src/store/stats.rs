@@ -193,6 +193,12 @@ impl Counters {
     }
 
     /// Counts `n` records lost for `reason` (touched only on the failure path).
+    /// Takes back records counted as recorded that were then refused (they raced a
+    /// shutdown): they are counted as drops instead.
+    pub(crate) fn unrecord(&self, n: u64) {
+        self.recorded.fetch_sub(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn lose(&self, reason: LossReason, n: u64, message: impl FnOnce() -> String) {
         if n == 0 {
             return;
