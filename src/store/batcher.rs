@@ -106,7 +106,6 @@ impl Batcher {
 
     /// Takes everything waiting in the queue, encoded.
     fn drain_queue(&mut self) -> Vec<Encoded> {
-        self.records.rearm();
         let mut drained = Vec::with_capacity(self.records.len());
         while let Some(record) = self.records.pop() {
             if let Some(item) = self.encode(record) {

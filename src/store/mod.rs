@@ -222,13 +222,9 @@ impl SpanStore {
             return;
         };
         let counters = &self.inner.counters;
-        // Counted before the push, so that a record the task takes at once is never
-        // seen sent before it is seen recorded; taken back if refused.
-        Counters::add(&counters.recorded, 1);
         match queue.records.push(record.into()) {
             Ok(()) => {}
             Err(Refused::Full) => {
-                counters.unrecord(1);
                 counters.lose(LossReason::QueueFull, 1, String::new);
                 if let Some(suppressed) = queue.full_warning.check() {
                     tracing::warn!(
@@ -240,7 +236,6 @@ impl SpanStore {
                 }
             }
             Err(Refused::Closed) => {
-                counters.unrecord(1);
                 counters.lose(LossReason::ShutDown, 1, String::new);
             }
         }
