@@ -29,6 +29,11 @@ pub const TRACE_ID_HEADER: &str = "opik_trace_id";
 /// assert_eq!(tower_opik::headers::PARENT_SPAN_ID_HEADER, "opik_parent_span_id");
 /// ```
 pub const PARENT_SPAN_ID_HEADER: &str = "opik_parent_span_id";
+
+/// The header names as `HeaderName`s: a lookup by `&str` parses and validates the name on
+/// every request.
+const TRACE_ID_NAME: HeaderName = HeaderName::from_static(TRACE_ID_HEADER);
+const PARENT_SPAN_ID_NAME: HeaderName = HeaderName::from_static(PARENT_SPAN_ID_HEADER);
 /// W3C baggage key for the trace id.
 ///
 /// ```
@@ -221,7 +226,7 @@ impl DistributedHeaders {
     /// assert_eq!(got.source, Some(HeaderSource::OpikHeaders));
     /// ```
     pub fn extract(headers: &HeaderMap) -> Extracted {
-        let read = |name: &str| -> Raw<'_> {
+        let read = |name: &HeaderName| -> Raw<'_> {
             match headers.get(name) {
                 None => Raw::Absent,
                 Some(v) => match v.to_str() {
@@ -230,8 +235,8 @@ impl DistributedHeaders {
                 },
             }
         };
-        let trace = read(TRACE_ID_HEADER);
-        let parent = read(PARENT_SPAN_ID_HEADER);
+        let trace = read(&TRACE_ID_NAME);
+        let parent = read(&PARENT_SPAN_ID_NAME);
         if matches!((&trace, &parent), (Raw::Absent, Raw::Absent)) {
             return Self::extract_baggage(headers);
         }
@@ -392,19 +397,13 @@ impl DistributedHeaders {
     /// assert_eq!(h["opik_parent_span_id"], p.to_string().as_str());
     /// ```
     pub fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert(
-            HeaderName::from_static(TRACE_ID_HEADER),
-            uuid_value(self.trace_id),
-        );
+        headers.insert(TRACE_ID_NAME, uuid_value(self.trace_id));
         match self.parent_span_id {
             Some(p) => {
-                headers.insert(
-                    HeaderName::from_static(PARENT_SPAN_ID_HEADER),
-                    uuid_value(p),
-                );
+                headers.insert(PARENT_SPAN_ID_NAME, uuid_value(p));
             }
             None => {
-                headers.remove(PARENT_SPAN_ID_HEADER);
+                headers.remove(&PARENT_SPAN_ID_NAME);
             }
         }
     }

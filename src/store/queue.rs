@@ -73,7 +73,7 @@ impl RecordQueue {
             self.counters.unrecord(1);
             return Err(Refused::Full);
         }
-        if n % self.wake_at as u64 == 0 {
+        if n.is_multiple_of(self.wake_at as u64) {
             self.wake.notify_one();
         }
         Ok(())
