@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use crate::headers::DistributedHeaders;
 use crate::id::new_id;
-use crate::record::{ErrorInfo, JsonObject, SpanRecord, SpanType, TraceRecord, Usage, into_object};
+use crate::record::{
+    ErrorInfo, JsonObject, RequestMetadata, SpanRecord, SpanType, TraceRecord, Usage, into_object,
+};
 use crate::store::SpanStore;
 use crate::time::Timestamp;
 
@@ -261,6 +263,11 @@ impl Span {
         }
     }
 
+    /// Sets typed request metadata (the server layer's), written as JSON at export.
+    pub(crate) fn update_request(&self, f: impl FnOnce(&mut RequestMetadata)) {
+        self.update(|r| f(r.request.get_or_insert_with(RequestMetadata::default)));
+    }
+
     /// Renames the span.
     ///
     /// ```
@@ -268,7 +275,12 @@ impl Span {
     /// ```
     pub fn set_name(&self, name: impl Into<Cow<'static, str>>) {
         let name = name.into();
-        self.update(|r| r.name = name);
+        self.update(|r| {
+            r.name = name;
+            if let Some(request) = &mut r.request {
+                request.name_from_route = false;
+            }
+        });
     }
 
     /// Sets the span's type.
@@ -512,6 +524,7 @@ impl Inner {
             trace.error_info = span.error_info.clone();
             trace.ttft = span.ttft;
             trace.environment = span.environment.clone();
+            trace.request = span.request.clone();
             trace.thread_id = thread_id;
             trace
         });

@@ -447,3 +447,43 @@ async fn the_layer_is_transparent_when_tracing_is_off() {
         "42"
     );
 }
+
+#[tokio::test]
+async fn handler_choices_win_over_the_layer_s_defaults_in_span_and_trace() {
+    async fn renamed(OpikSpan(span): OpikSpan) -> &'static str {
+        span.set_name("custom name");
+        span.set_metadata("http.route", "my own route");
+        "ok"
+    }
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let app = Router::new()
+        .route("/renamed/{id}", get(renamed))
+        .route("/plain/{id}", post(|| async { StatusCode::CREATED }))
+        .layer(OpikLayer::new(store.clone()));
+    let addr = serve(app).await;
+    let client = http_client();
+    for path in ["renamed/1", "plain/2"] {
+        let response = if path.starts_with("plain") {
+            client.post(format!("http://{addr}/{path}")).send().await
+        } else {
+            client.get(format!("http://{addr}/{path}")).send().await
+        };
+        assert!(response.unwrap().status().is_success());
+    }
+    let report = store.flush(FLUSH).await;
+    assert!(report.completed && report.stats.failed == 0, "{report}");
+    let (spans, traces) = (opik.spans(), opik.traces());
+    assert_eq!((spans.len(), traces.len()), (2, 2));
+    for records in [&spans, &traces] {
+        let custom = span_named(records, "custom name");
+        assert_eq!(custom["metadata"]["http.route"], "my own route");
+        assert_eq!(custom["metadata"]["http.method"], "GET");
+        assert_eq!(custom["metadata"]["http.status_code"], 200);
+        let plain = span_named(records, "POST /plain/{id}");
+        assert_eq!(plain["metadata"]["http.route"], "/plain/{id}");
+        assert_eq!(plain["metadata"]["http.method"], "POST");
+        assert_eq!(plain["metadata"]["http.status_code"], 201);
+        assert!(plain["metadata"].get("rpc.system").is_none());
+    }
+}

@@ -53,7 +53,8 @@ impl SpanGuard {
     /// Records the status line (and, for gRPC, a trailers-only `grpc-status`).
     pub(crate) fn on_response(&mut self, status: http::StatusCode, headers: &HeaderMap) {
         self.phase = Cancelled::BodyDropped;
-        self.span.set_metadata("http.status_code", status.as_u16());
+        self.span
+            .update_request(|r| r.status = Some(status.as_u16()));
         if status.is_server_error() {
             self.span.set_error(ErrorInfo::new(
                 "HttpServerError",
@@ -71,7 +72,7 @@ impl SpanGuard {
             return;
         };
         let code = code.trim().parse::<i32>().unwrap_or(2); // UNKNOWN
-        self.span.set_metadata("grpc.status_code", code);
+        self.span.update_request(|r| r.grpc_status = Some(code));
         if code != 0 {
             let message = map
                 .get("grpc-message")

@@ -1,5 +1,7 @@
 //! A borrowed view of a request's head, for the layer's user-supplied rules.
 
+use std::borrow::Cow;
+
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 /// The head of an incoming request (method, URI, headers, extensions), as the layer's
@@ -127,9 +129,33 @@ impl<'a> RequestHead<'a> {
         if self.is_grpc() {
             return self.uri.path().to_owned();
         }
+        let method = self.method.as_str();
         match self.route() {
-            Some(route) => format!("{} {route}", self.method),
-            None => self.method.to_string(),
+            Some(route) => {
+                let mut name = String::with_capacity(method.len() + 1 + route.len());
+                name.push_str(method);
+                name.push(' ');
+                name.push_str(route);
+                name
+            }
+            None => method.to_owned(),
         }
     }
+}
+
+/// A method's name without allocating, for the standard methods.
+pub(crate) fn method_name(method: &Method) -> Cow<'static, str> {
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    };
+    Cow::Borrowed(name)
 }

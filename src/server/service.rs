@@ -9,7 +9,7 @@ use tower::Service;
 use super::future::ResponseFuture;
 use super::guard::SpanGuard;
 use super::layer::LayerConfig;
-use super::request::RequestHead;
+use super::request::{RequestHead, method_name};
 use crate::context::OpikFutureExt;
 use crate::headers::{DistributedHeaders, Extracted};
 use crate::span::Span;
@@ -78,22 +78,25 @@ impl<S> OpikService<S> {
             Extracted::default()
         };
         extracted.warn();
-        let name = match &config.name {
-            Some(name) => name(&head),
-            None => head.default_span_name().into(),
-        };
         let grpc = head.is_grpc();
         let is_head = head.method() == http::Method::HEAD;
+        let route: Option<Arc<str>> = head.route().map(Arc::from);
+        // The default name, "{method} {route}", is written at export from the typed
+        // metadata: the request path only clones the route.
+        let (name, name_from_route) = match &config.name {
+            Some(name) => (name(&head), false),
+            None if grpc => (head.uri().path().to_owned().into(), false),
+            None => (method_name(head.method()), route.is_some()),
+        };
         let span = config
             .store
             .span_with_parent(name, extracted.headers.as_ref());
-        span.set_metadata("http.method", head.method().as_str());
-        if let Some(route) = head.route() {
-            span.set_metadata("http.route", route);
-        }
-        if grpc {
-            span.set_metadata("rpc.system", "grpc");
-        }
+        span.update_request(|r| {
+            r.method = Some(head.method().clone());
+            r.route = route;
+            r.grpc = grpc;
+            r.name_from_route = name_from_route;
+        });
         if let Some(remote) = extracted.headers {
             request.extensions_mut().insert(remote);
         }

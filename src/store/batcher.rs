@@ -124,6 +124,7 @@ impl Batcher {
     }
 
     fn encode(&self, mut record: Record) -> Option<Encoded> {
+        record.materialize();
         let json = match record.to_json() {
             Ok(json) => json,
             Err(e) => {
