@@ -560,6 +560,12 @@ impl From<SpanRecord> for Record {
     }
 }
 
+impl From<Box<SpanRecord>> for Record {
+    fn from(s: Box<SpanRecord>) -> Self {
+        Record::Span(s)
+    }
+}
+
 impl From<TraceRecord> for Record {
     fn from(t: TraceRecord) -> Self {
         Record::Trace(Box::new(t))
