@@ -22,7 +22,6 @@ use tower_opik::{OpikFutureExt, OpikLayer, SpanType, current_span};
 use common::{FLUSH, http_client, store_for};
 
 /// The official SDK version these tests were written against (SPEC.md).
-const OPIK_VERSION: &str = "2.2.122";
 const PROJECT: &str = "interop";
 
 /// The virtualenv's python, made (once) under the target directory with the official SDK.
@@ -32,39 +31,8 @@ fn python() -> &'static Path {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let venv = target.join(format!("python-opik-{OPIK_VERSION}"));
-        let python = venv.join("bin").join("python");
-        let marker = venv.join(".installed");
-        if !marker.exists() {
-            let made = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status();
-            match made {
-                Ok(s) if s.success() => {}
-                Ok(s) => panic!(
-                    "`python3 -m venv {}` failed ({s}): the interop tests need Python 3 with venv",
-                    venv.display()
-                ),
-                Err(e) => {
-                    panic!("python3 not found ({e}): the interop tests need Python 3 with venv")
-                }
-            }
-            let pip = Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .arg(format!("opik=={OPIK_VERSION}"))
-                .status()
-                .expect("pip");
-            assert!(pip.success(), "pip install opik=={OPIK_VERSION} failed");
-            std::fs::write(&marker, OPIK_VERSION).unwrap();
-        }
-        python
+        tower_opik::testing::python_sdk(&target)
+            .unwrap_or_else(|e| panic!("the interop tests need the official SDK: {e}"))
     })
 }
 

@@ -482,6 +482,13 @@ async fn batches_are_cut_by_count_and_bytes_and_gzipped_from_the_threshold() {
             .all(|r| !r.gzip)
     );
     assert!(requests.iter().any(|r| r.gzip));
+    for r in &requests {
+        // Repetitive payloads: gzip must actually shrink them; plain bodies arrive as sent.
+        match r.gzip {
+            true => assert!(r.wire_size * 4 < r.decoded_size, "{r:?}"),
+            false => assert_eq!(r.wire_size, r.decoded_size, "{r:?}"),
+        }
+    }
 }
 
 #[tokio::test]

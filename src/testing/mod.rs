@@ -39,6 +39,7 @@
 mod faults;
 #[cfg(feature = "otel")]
 mod otlp;
+mod python;
 mod server;
 mod state;
 mod tree;
@@ -53,6 +54,7 @@ use serde_json::Value;
 pub use faults::Faults;
 #[cfg(feature = "otel")]
 pub use otlp::OtelSpan;
+pub use python::{OPIK_PYTHON_SDK_VERSION, python_sdk};
 pub use state::RequestLog;
 pub use tree::{SpanNode, TraceTree};
 

@@ -81,6 +81,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         path: parts.uri.path().to_owned(),
         status: 0,
         gzip: false,
+        wire_size: 0,
         decoded_size: 0,
         items: 0,
         null_fields: 0,
@@ -98,6 +99,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(collected) => Some(collected.to_bytes()),
         Err(_) => None,
     };
+    log.wire_size = body.as_ref().map_or(0, Bytes::len);
     #[cfg(feature = "otel")]
     if parts.method == http::Method::POST && path == "/v1/private/otel/v1/traces" {
         return Ok(otlp(&shared, log, &parts.headers, body));

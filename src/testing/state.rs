@@ -28,6 +28,8 @@ pub struct RequestLog {
     pub status: u16,
     /// Whether the body came gzipped.
     pub gzip: bool,
+    /// The body's size as sent (compressed, when it came gzipped).
+    pub wire_size: usize,
     /// The body's size after decompression.
     pub decoded_size: usize,
     /// How many records the batch held.
