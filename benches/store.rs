@@ -1,5 +1,10 @@
-//! The span store: the cost of recording a span on the request path, and the throughput of
-//! export to LocalOpik over loopback.
+//! The span store, side by side in one run:
+//!
+//! - `record`: recording a finished span from one thread, and a child span's whole life;
+//! - `record from two threads`: the same from two threads at once (throughput);
+//! - `export`: 10,000 LLM-call spans encoded by serde_json alone (the CPU limit of export),
+//!   through the store to a no-op exporter, and through the store to LocalOpik over loopback,
+//!   plain and gzipped; the bytes per span sent are printed.
 //!
 //! Run: `cargo bench --features testing --bench store`.
 
@@ -7,9 +12,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Discard;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tower_opik::record::SpanRecord;
+use common::{Discard, llm_records};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tower_opik::record::{Record, SpanRecord};
+use tower_opik::store::SpanStoreBuilder;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikConfig, SpanStore, Timestamp};
 
@@ -46,7 +52,8 @@ fn recording(c: &mut Criterion) {
             while left > 0 {
                 // Stay below the queue bound: measure recording, not dropping.
                 let n = left.min(20_000);
-                let records: Vec<_> = (0..n).map(|_| record.clone()).collect();
+                // Boxed beforehand, as a span's record is from its start.
+                let records: Vec<Record> = (0..n).map(|_| record.clone().into()).collect();
                 let start = Instant::now();
                 for r in records {
                     store.record(r);
@@ -82,43 +89,142 @@ fn recording(c: &mut Criterion) {
     assert_eq!(store.stats().dropped, 0, "the bench must not measure drops");
 }
 
-fn export_throughput(c: &mut Criterion) {
+fn two_threads(c: &mut Criterion) {
+    let rt = runtime();
+    let store = rt.block_on(async {
+        SpanStore::builder()
+            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
+            .exporter(Discard)
+            .queue_capacity(1 << 16)
+            .build()
+            .unwrap()
+    });
+    let record = SpanRecord::new(
+        tower_opik::id::new_id(),
+        tower_opik::id::new_id(),
+        "bench",
+        Timestamp::now(),
+    );
+    let mut group = c.benchmark_group("record from two threads");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("store.record, two threads at once", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(20_000);
+                let halves = [n / 2, n - n / 2];
+                let barrier = std::sync::Barrier::new(3);
+                let elapsed = std::thread::scope(|scope| {
+                    for half in halves {
+                        let (store, barrier) = (&store, &barrier);
+                        let records: Vec<Record> =
+                            (0..half).map(|_| record.clone().into()).collect();
+                        scope.spawn(move || {
+                            barrier.wait();
+                            for r in records {
+                                store.record(r);
+                            }
+                        });
+                    }
+                    barrier.wait();
+                    let start = Instant::now();
+                    // Both threads done when the scope ends.
+                    start
+                });
+                total += elapsed.elapsed();
+                left -= n;
+                rt.block_on(store.flush(Duration::from_secs(10)));
+            }
+            total
+        })
+    });
+    group.finish();
+    assert_eq!(store.stats().dropped, 0, "the bench must not measure drops");
+}
+
+const EXPORTED: usize = 10_000;
+
+fn export(c: &mut Criterion) {
     let rt = runtime();
     let opik = rt.block_on(LocalOpik::start()).unwrap();
-    let mut group = c.benchmark_group("export to LocalOpik");
+    let records: Vec<SpanRecord> = llm_records(EXPORTED);
+    let mut group = c.benchmark_group("export");
     group.sample_size(10);
-    for n in [1_000u64, 10_000] {
-        group.throughput(Throughput::Elements(n));
-        group.bench_with_input(BenchmarkId::new("spans", n), &n, |b, &n| {
+    group.throughput(Throughput::Elements(EXPORTED as u64));
+
+    group.bench_function("serde_json alone, same records", |b| {
+        b.iter(|| {
+            let mut body = Vec::with_capacity(EXPORTED * 1200);
+            body.extend_from_slice(b"{\"spans\":[");
+            for (i, r) in records.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                serde_json::to_writer(&mut body, r).unwrap();
+            }
+            body.extend_from_slice(b"]}");
+            body
+        })
+    });
+
+    group.bench_function("serde_json alone, consuming the records", |b| {
+        // As any exporter must: each record is freed once written.
+        b.iter_batched(
+            || records.clone(),
+            |records| {
+                let mut body = Vec::with_capacity(EXPORTED * 1200);
+                body.extend_from_slice(b"{\"spans\":[");
+                for (i, r) in records.into_iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    serde_json::to_writer(&mut body, &r).unwrap();
+                }
+                body.extend_from_slice(b"]}");
+                body
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+
+    let local = |gzip: bool| {
+        let builder = SpanStore::builder().config(OpikConfig::local(&opik.base_url()));
+        if gzip {
+            builder
+        } else {
+            builder.gzip_threshold(usize::MAX)
+        }
+    };
+    let cases: [(&str, &dyn Fn() -> SpanStoreBuilder); 3] = [
+        ("store to a no-op exporter", &|| {
+            SpanStore::builder()
+                .config(OpikConfig::local("http://127.0.0.1:9/api/"))
+                .exporter(Discard)
+        }),
+        ("store to LocalOpik, plain", &|| local(false)),
+        ("store to LocalOpik, gzip", &|| local(true)),
+    ];
+    for (name, builder) in cases {
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let store = rt.block_on(async {
-                        SpanStore::builder()
-                            .config(OpikConfig::local(&opik.base_url()))
-                            .queue_capacity(n as usize)
+                        builder()
+                            .queue_capacity(EXPORTED)
                             .flush_interval(Duration::from_secs(3600))
                             .build()
                             .unwrap()
                     });
-                    let trace = tower_opik::id::new_id();
-                    let records: Vec<_> = (0..n)
-                        .map(|_| {
-                            SpanRecord::new(
-                                tower_opik::id::new_id(),
-                                trace,
-                                "bench",
-                                Timestamp::now(),
-                            )
-                        })
-                        .collect();
+                    let batch = records.clone();
                     let start = Instant::now();
-                    for r in records {
+                    for r in batch {
                         store.record(r);
                     }
                     let report = rt.block_on(store.shutdown(Duration::from_secs(60)));
                     total += start.elapsed();
-                    assert_eq!(report.stats.sent, n, "{report}");
+                    assert_eq!(report.stats.sent, EXPORTED as u64, "{report}");
                     opik.clear();
                 }
                 total
@@ -126,7 +232,33 @@ fn export_throughput(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Bytes per span on the wire, from LocalOpik's request log.
+    for gzip in [false, true] {
+        let store = rt.block_on(async {
+            local(gzip)
+                .queue_capacity(EXPORTED)
+                .flush_interval(Duration::from_secs(3600))
+                .build()
+                .unwrap()
+        });
+        for r in records.clone() {
+            store.record(r);
+        }
+        rt.block_on(store.shutdown(Duration::from_secs(60)));
+        let log = opik.requests();
+        let wire: usize = log.iter().map(|r| r.wire_size).sum();
+        let json: usize = log.iter().map(|r| r.decoded_size).sum();
+        println!(
+            "export/bytes per span ({}): {:.0} sent, {:.0} of JSON, in {} calls",
+            if gzip { "gzip" } else { "plain" },
+            wire as f64 / EXPORTED as f64,
+            json as f64 / EXPORTED as f64,
+            log.len()
+        );
+        opik.clear();
+    }
 }
 
-criterion_group!(benches, recording, export_throughput);
+criterion_group!(benches, recording, two_threads, export);
 criterion_main!(benches);

@@ -544,6 +544,14 @@ impl Record {
         }
     }
 
+    /// Appends its JSON to `out` (typed request metadata must have been materialized).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        match self {
+            Record::Span(s) => serde_json::to_writer(out, s),
+            Record::Trace(t) => serde_json::to_writer(out, t),
+        }
+    }
+
     /// Writes typed request metadata into the record's JSON fields (see
     /// [`SpanRecord::materialize`]); the export task calls it before encoding.
     pub(crate) fn materialize(&mut self) {

@@ -1,6 +1,12 @@
-//! Shared by the benches.
+//! Shared by the benches: a no-op exporter, and the one span shape every export figure uses.
 
+#![allow(dead_code)] // each bench uses part of this
+
+use serde_json::{Value, json};
+use tower_opik::record::{JsonObject, SpanRecord};
 use tower_opik::store::{ExportBatch, ExportFuture, Exporter};
+use tower_opik::{Span, SpanType, Timestamp, Usage};
+use uuid::Uuid;
 
 /// Accepts every batch at once: isolates the crate's own cost from any backend.
 #[derive(Debug)]
@@ -10,4 +16,114 @@ impl Exporter for Discard {
     fn export<'a>(&'a self, _batch: &'a ExportBatch) -> ExportFuture<'a> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// How many different payloads the export figures cycle through.
+pub(crate) const PAYLOADS: usize = 64;
+
+/// The fields of a typical LLM-call span: a system and a user message in, an answer out,
+/// two metadata keys, model, provider, token usage and a tag (about 1.2 KB of JSON). The
+/// texts are words drawn from a small vocabulary (seeded by `seed`), so that records differ
+/// and gzip sees text, not one record repeated. The Python peer gets exactly these values
+/// (as JSON on its stdin).
+pub(crate) fn llm_payload(seed: u64) -> Value {
+    const WORDS: [&str; 24] = [
+        "trace", "span", "model", "answer", "latency", "token", "service", "request", "context",
+        "prompt", "user", "budget", "cache", "retry", "summary", "vector", "search", "result",
+        "policy", "reason", "quality", "metric", "error", "stream",
+    ];
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut text = |words: usize| {
+        let mut t = String::new();
+        for i in 0..words {
+            if i > 0 {
+                t.push(' ');
+            }
+            t.push_str(WORDS[rng.usize(..WORDS.len())]);
+        }
+        t
+    };
+    json!({
+        "name": "chat completion",
+        "input": {"messages": [
+            {"role": "system", "content": text(20)},
+            {"role": "user", "content": text(60)},
+        ]},
+        "output": {"content": text(50)},
+        "metadata": {"temperature": 0.2, "max_tokens": 512},
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "usage": {"prompt_tokens": 120, "completion_tokens": 80, "total_tokens": 200},
+        "tags": ["bench"],
+    })
+}
+
+/// `n` LLM span records of one trace, cycling through [`PAYLOADS`] payloads.
+pub(crate) fn llm_records(n: usize) -> Vec<SpanRecord> {
+    let payloads: Vec<Value> = (0..PAYLOADS as u64).map(llm_payload).collect();
+    let trace = tower_opik::id::new_id();
+    (0..n)
+        .map(|i| llm_record(&payloads[i % PAYLOADS], trace))
+        .collect()
+}
+
+fn object(v: &Value) -> Option<JsonObject> {
+    v.as_object().cloned()
+}
+
+/// A finished LLM span record in `trace_id`, built directly (what the store receives).
+pub(crate) fn llm_record(payload: &Value, trace_id: Uuid) -> SpanRecord {
+    let now = Timestamp::now();
+    let mut r = SpanRecord::new(tower_opik::id::new_id(), trace_id, "chat completion", now);
+    r.span_type = SpanType::Llm;
+    r.end_time = Some(now);
+    r.last_updated_at = Some(now);
+    r.input = object(&payload["input"]);
+    r.output = object(&payload["output"]);
+    r.metadata = object(&payload["metadata"]);
+    r.model = Some("gpt-4o-mini".into());
+    r.provider = Some("openai".into());
+    r.usage = Some(Usage::tokens(120, 80));
+    r.tags = vec!["bench".into()];
+    r
+}
+
+/// The same span made through the public span API, as handler code makes it.
+pub(crate) fn llm_span(payload: &Value, parent: &Span) {
+    let span = parent.child_of_type("chat completion", SpanType::Llm);
+    span.set_input(&payload["input"]);
+    span.set_model("gpt-4o-mini");
+    span.set_provider("openai");
+    span.extend_metadata(&payload["metadata"]);
+    span.add_tag("bench");
+    span.set_output(&payload["output"]);
+    span.set_usage(Usage::tokens(120, 80));
+    span.end();
+}
+
+/// Peak and current resident memory of this process, in bytes (Linux `/proc`).
+pub(crate) fn rss() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// Median, min and max of a sample.
+pub(crate) fn summary(mut xs: Vec<f64>) -> (f64, f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let median = if xs.len() % 2 == 1 {
+        xs[xs.len() / 2]
+    } else {
+        (xs[xs.len() / 2 - 1] + xs[xs.len() / 2]) / 2.0
+    };
+    (median, xs[0], xs[xs.len() - 1])
 }

@@ -44,6 +44,8 @@ pub(crate) struct Batcher {
     limits: BatchLimits,
     spans: ExportBatch,
     traces: ExportBatch,
+    /// Reused by `encode`.
+    scratch: Vec<u8>,
     /// Set when the task ends by a shutdown or because every handle is gone (not when
     /// the runtime drops it).
     finished: bool,
@@ -67,6 +69,7 @@ impl Batcher {
             limits,
             spans: ExportBatch::new(RecordKind::Span),
             traces: ExportBatch::new(RecordKind::Trace),
+            scratch: Vec::with_capacity(4096),
             finished: false,
         }
     }
@@ -123,10 +126,13 @@ impl Batcher {
         }
     }
 
-    fn encode(&self, mut record: Record) -> Option<Encoded> {
+    fn encode(&mut self, mut record: Record) -> Option<Encoded> {
         record.materialize();
-        let json = match record.to_json() {
-            Ok(json) => json,
+        // Serialized into a buffer kept across records, then copied once at its exact size:
+        // `to_vec` grew a fresh vector four or five times for a 1 KB span.
+        self.scratch.clear();
+        let json = match record.write_json(&mut self.scratch) {
+            Ok(()) => self.scratch.as_slice().to_vec(),
             Err(e) => {
                 self.counters
                     .lose(LossReason::Encoding, 1, || e.to_string());
