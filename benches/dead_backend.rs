@@ -1,0 +1,151 @@
+//! Memory under a dead backend: a steady stream of LLM-call spans for a minute while every
+//! export call is refused (nothing listens on the backend's port).
+//!
+//! Checks, and exits with an error when one fails:
+//! - peak RSS stays within the queue bound plus a small constant: at most
+//!   `(queue_capacity + 2 × max_batch_items)` records (the queue, plus the batch being
+//!   retried and the one being filled) of the measured per-record footprint, plus 16 MiB;
+//! - the drop counter equals what was not queued: records made = recorded + dropped, and
+//!   recorded = sent + failed + still held.
+//!
+//! The per-record footprint is measured in a child process (the same binary with
+//! `--footprint`): the RSS growth of 10,000 such records held at once.
+//!
+//! Run: `cargo bench --features testing --bench dead_backend`
+//! (`TOWER_OPIK_BENCH_SECONDS`, default 60; `TOWER_OPIK_BENCH_RATE` spans/s, default 5000).
+
+mod common;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use common::{PAYLOADS, llm_payload, llm_records, llm_span, rss};
+use serde_json::Value;
+use tower_opik::{OpikConfig, SpanStore};
+
+const QUEUE: usize = 2048;
+const BATCH: usize = 1000;
+const SLACK: u64 = 16 << 20;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Bytes of RSS per record, held 10,000 at once (run in a fresh process).
+fn footprint() -> u64 {
+    let (_, before) = rss().expect("/proc/self/status");
+    let records = llm_records(10_000);
+    let (_, after) = rss().unwrap();
+    std::hint::black_box(&records);
+    after.saturating_sub(before) / 10_000
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--footprint") {
+        println!("{}", footprint());
+        return ExitCode::SUCCESS;
+    }
+    let seconds = env_number("TOWER_OPIK_BENCH_SECONDS", 60);
+    let rate = env_number("TOWER_OPIK_BENCH_RATE", 5000);
+    let child = std::process::Command::new(&args[0])
+        .arg("--footprint")
+        .output()
+        .expect("measure the footprint");
+    let per_record: u64 = String::from_utf8_lossy(&child.stdout)
+        .trim()
+        .parse()
+        .expect("a number");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A port nobody listens on: every call is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let payloads: Vec<Value> = (0..PAYLOADS as u64).map(llm_payload).collect();
+    let result = rt.block_on(async {
+        let store = SpanStore::builder()
+            .config(OpikConfig::local(&format!("http://{dead}/api/")))
+            .queue_capacity(QUEUE)
+            .max_batch_items(BATCH)
+            .build()
+            .unwrap();
+        let (_, baseline) = rss().unwrap();
+        let mut peak = baseline;
+        let per_tick = (rate / 100).max(1) as usize; // every 10 ms
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        let started = Instant::now();
+        let mut made = 0u64;
+        let mut i = 0usize;
+        while started.elapsed() < Duration::from_secs(seconds) {
+            ticker.tick().await;
+            let root = store.root_span("request");
+            for _ in 0..per_tick {
+                llm_span(&payloads[i % PAYLOADS], &root);
+                i += 1;
+            }
+            root.end();
+            made += per_tick as u64 + 2; // the children, the root span and its trace
+            peak = peak.max(rss().unwrap().1);
+        }
+        let stats = store.stats();
+        let (hwm, _) = rss().unwrap();
+        (store, made, baseline, peak.max(hwm), stats)
+    });
+    let (store, made, baseline, peak, stats) = result;
+
+    let bound = (QUEUE + 2 * BATCH) as u64 * per_record + SLACK;
+    let grew = peak.saturating_sub(baseline);
+    let held = stats.pending();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!("dead backend, {seconds} s at {rate} spans/s (queue {QUEUE}, batches of {BATCH}):");
+    println!("  records made      {made}");
+    println!(
+        "  recorded (queued) {}, dropped {}, failed {}, sent {}, still held {held}",
+        stats.recorded, stats.dropped, stats.failed, stats.sent
+    );
+    println!(
+        "  export calls      {} ({} retries)",
+        stats.export_calls, stats.retries
+    );
+    println!("  per record        {per_record} bytes of RSS");
+    println!(
+        "  RSS               {:.1} MiB at start, {:.1} MiB peak: grew {:.1} MiB; bound {:.1} MiB",
+        mib(baseline),
+        mib(peak),
+        mib(grew),
+        mib(bound)
+    );
+    let mut ok = true;
+    let mut check = |pass: bool, what: &str| {
+        println!("  {} {what}", if pass { "PASS" } else { "FAIL" });
+        ok &= pass;
+    };
+    check(grew <= bound, "peak RSS within the queue bound plus 16 MiB");
+    check(
+        stats.recorded + stats.dropped == made,
+        "made = recorded + dropped (the drop counter is what was not queued)",
+    );
+    check(
+        stats.sent + stats.failed + held == stats.recorded && held <= (QUEUE + 2 * BATCH) as u64,
+        "recorded = sent + failed + held, held within the bound",
+    );
+    let report = rt.block_on(store.shutdown(Duration::from_millis(100)));
+    println!("  at shutdown: {report}");
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
