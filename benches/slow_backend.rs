@@ -109,7 +109,7 @@ fn main() {
                 call(url).await; // warm-up: connections, allocator, caches
             }
         }
-        let mut samples = vec![Vec::with_capacity(rounds); 3];
+        let mut samples: Vec<Vec<f64>> = (0..3).map(|_| Vec::with_capacity(rounds)).collect();
         let mut order = [0usize, 1, 2];
         let mut rng = fastrand::Rng::with_seed(3);
         for _ in 0..rounds {
