@@ -3,13 +3,15 @@
 //!
 //! Checks, and exits with an error when one fails:
 //! - peak RSS stays within the queue bound plus a small constant: at most
-//!   `(queue_capacity + 2 × max_batch_items)` records (the queue, plus the batch being
-//!   retried and the one being filled) of the measured per-record footprint, plus 16 MiB;
+//!   `queue_capacity + (export_concurrency + 2) × max_batch_items` records (the queue, the
+//!   batches being retried, and the span and trace batches being filled) of the measured
+//!   per-record footprint, plus 16 MiB;
 //! - the drop counter equals what was not queued: records made = recorded + dropped, and
 //!   recorded = sent + failed + still held.
 //!
 //! The per-record footprint is measured in a child process (the same binary with
-//! `--footprint`): the RSS growth of 10,000 such records held at once.
+//! `--footprint`): the RSS growth of 10,000 such records held at once with their JSON (a
+//! batched record is held with its encoding).
 //!
 //! Run: `cargo bench --features testing --bench dead_backend`
 //! (`TOWER_OPIK_BENCH_SECONDS`, default 60; `TOWER_OPIK_BENCH_RATE` spans/s, default 5000).
@@ -25,6 +27,8 @@ use tower_opik::{OpikConfig, SpanStore};
 
 const QUEUE: usize = 2048;
 const BATCH: usize = 1000;
+const CONCURRENCY: usize = 4;
+const HELD_AT_MOST: usize = QUEUE + (CONCURRENCY + 2) * BATCH;
 const SLACK: u64 = 16 << 20;
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -37,7 +41,13 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// Bytes of RSS per record, held 10,000 at once (run in a fresh process).
 fn footprint() -> u64 {
     let (_, before) = rss().expect("/proc/self/status");
-    let records = llm_records(10_000);
+    let records: Vec<_> = llm_records(10_000)
+        .into_iter()
+        .map(|r| {
+            let json = serde_json::to_vec(&r).unwrap();
+            (r, json)
+        })
+        .collect();
     let (_, after) = rss().unwrap();
     std::hint::black_box(&records);
     after.saturating_sub(before) / 10_000
@@ -79,6 +89,7 @@ fn main() -> ExitCode {
             .config(OpikConfig::local(&format!("http://{dead}/api/")))
             .queue_capacity(QUEUE)
             .max_batch_items(BATCH)
+            .export_concurrency(CONCURRENCY)
             .build()
             .unwrap();
         let (_, baseline) = rss().unwrap();
@@ -105,11 +116,14 @@ fn main() -> ExitCode {
     });
     let (store, made, baseline, peak, stats) = result;
 
-    let bound = (QUEUE + 2 * BATCH) as u64 * per_record + SLACK;
+    let bound = HELD_AT_MOST as u64 * per_record + SLACK;
     let grew = peak.saturating_sub(baseline);
     let held = stats.pending();
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    println!("dead backend, {seconds} s at {rate} spans/s (queue {QUEUE}, batches of {BATCH}):");
+    println!(
+        "dead backend, {seconds} s at {rate} spans/s (queue {QUEUE}, batches of {BATCH}, \
+         {CONCURRENCY} in flight: at most {HELD_AT_MOST} records held):"
+    );
     println!("  records made      {made}");
     println!(
         "  recorded (queued) {}, dropped {}, failed {}, sent {}, still held {held}",
@@ -138,7 +152,7 @@ fn main() -> ExitCode {
         "made = recorded + dropped (the drop counter is what was not queued)",
     );
     check(
-        stats.sent + stats.failed + held == stats.recorded && held <= (QUEUE + 2 * BATCH) as u64,
+        stats.sent + stats.failed + held == stats.recorded && held <= HELD_AT_MOST as u64,
         "recorded = sent + failed + held, held within the bound",
     );
     let report = rt.block_on(store.shutdown(Duration::from_millis(100)));

@@ -612,3 +612,92 @@ async fn a_full_batch_is_sent_without_waiting_for_the_interval() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn batches_go_out_concurrently_up_to_the_limit() {
+    for concurrency in [1, 4] {
+        let opik = LocalOpik::start().await.unwrap();
+        // Slow enough that every batch in flight overlaps the others.
+        opik.faults().set_delay(Some(Duration::from_millis(300)));
+        let store = store_for(&opik)
+            .queue_capacity(10_000)
+            .max_batch_items(1000)
+            .export_concurrency(concurrency)
+            .flush_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let root = store.root_span("fan-out");
+        for _ in 0..5999 {
+            root.child("step").end();
+        }
+        root.end();
+        let report = store.flush(FLUSH).await;
+        assert!(report.completed && report.stats.sent == 6001, "{report}");
+        assert_eq!(opik.spans().len(), 6000);
+        assert_eq!(opik.peak_concurrent_calls(), concurrency, "{concurrency}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_backend_holds_no_more_than_the_queue_and_the_batches() {
+    let opik = LocalOpik::start().await.unwrap();
+    opik.faults().set_delay(Some(Duration::from_secs(3600)));
+    let (queue, batch, concurrency) = (100, 10, 2);
+    let store = store_for(&opik)
+        .queue_capacity(queue)
+        .max_batch_items(batch)
+        .export_concurrency(concurrency)
+        .flush_interval(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let mut made = 0;
+    for round in 0..40 {
+        let root = store.root_span(format!("round {round}"));
+        for _ in 0..48 {
+            root.child("step").end();
+        }
+        root.end();
+        made += 50; // 49 spans and a trace
+        // Pacing, so that the export task runs between rounds (its interval is 1 ms).
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let stats = store.stats();
+    assert_eq!(stats.recorded + stats.dropped, made, "{stats}");
+    let bound = (queue + (concurrency + 2) * batch) as u64;
+    assert!(
+        stats.pending() <= bound,
+        "{} held, bound {bound}: {stats}",
+        stats.pending()
+    );
+    assert!(stats.dropped > 0 && stats.sent == 0, "{stats}");
+}
+
+#[test]
+fn a_batch_in_flight_when_the_runtime_stops_is_counted() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, opik) = runtime.block_on(async {
+        let opik = LocalOpik::start().await.unwrap();
+        opik.faults().set_delay(Some(Duration::from_secs(3600)));
+        let store = store_for(&opik).build().unwrap();
+        store.root_span("stuck").end();
+        // The batch goes out and hangs; the flush gives up waiting.
+        let report = store.flush(Duration::from_millis(200)).await;
+        assert!(!report.completed, "{report}");
+        (store, opik)
+    });
+    drop(runtime);
+    let stats = store.stats();
+    assert_eq!((stats.failed, stats.pending()), (2, 0), "{stats}");
+    assert!(
+        stats
+            .losses
+            .iter()
+            .all(|l| l.reason == LossReason::RuntimeStopped),
+        "{stats}"
+    );
+    drop(opik);
+}

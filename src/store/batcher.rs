@@ -1,19 +1,20 @@
-//! The store's background task: takes records off the queue, batches them by kind, count and
-//! bytes, and exports each batch with retries, splitting batches the backend refuses for a
-//! bad record so that one bad record cannot sink the others.
+//! The store's background task: takes records off the queue, encodes them, batches them by
+//! kind, count and bytes, and hands each full batch to a [`Sender`] task, keeping at most
+//! `export_concurrency` of those in flight.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::exporter::{Encoded, ExportBatch, ExportError, Exporter, RecordKind};
+use super::exporter::{Encoded, ExportBatch, Exporter, RecordKind};
 use super::queue::RecordQueue;
 use super::retry::RetryPolicy;
+use super::sender::Sender;
 use super::stats::{Counters, LossReason};
 use crate::record::Record;
-use crate::warn::RateLimit;
 
 /// Opik's limit of items in one batch call.
 pub(crate) const OPIK_MAX_BATCH_ITEMS: usize = 1000;
@@ -34,12 +35,15 @@ pub(crate) struct BatchLimits {
     pub(crate) max_bytes: usize,
     pub(crate) interval: Duration,
     pub(crate) retry: RetryPolicy,
+    /// Batches in flight at once (at least 1).
+    pub(crate) concurrency: usize,
 }
 
 pub(crate) struct Batcher {
     records: Arc<RecordQueue>,
     commands: mpsc::UnboundedReceiver<Command>,
-    exporter: Arc<dyn Exporter>,
+    sender: Sender,
+    in_flight: JoinSet<()>,
     counters: Arc<Counters>,
     limits: BatchLimits,
     spans: ExportBatch,
@@ -50,8 +54,6 @@ pub(crate) struct Batcher {
     /// the runtime drops it).
     finished: bool,
 }
-
-static EXPORT_WARNING: RateLimit = RateLimit::new();
 
 impl Batcher {
     pub(crate) fn new(
@@ -64,7 +66,12 @@ impl Batcher {
         Self {
             records,
             commands,
-            exporter,
+            sender: Sender {
+                exporter,
+                counters: counters.clone(),
+                retry: limits.retry.clone(),
+            },
+            in_flight: JoinSet::new(),
             counters,
             limits,
             spans: ExportBatch::new(RecordKind::Span),
@@ -84,11 +91,13 @@ impl Batcher {
                 command = self.commands.recv() => match command {
                     Some(Command::Flush(done)) => {
                         self.export_all().await;
+                        self.settle().await;
                         let _ = done.send(());
                     }
                     Some(Command::Shutdown(done)) => {
                         self.records.close();
                         self.export_all().await;
+                        self.settle().await;
                         self.finished = true;
                         let _ = done.send(());
                         return;
@@ -96,10 +105,13 @@ impl Batcher {
                     None => {
                         // Every handle is gone: deliver what is left and stop.
                         self.export_all().await;
+                        self.settle().await;
                         self.finished = true;
                         return;
                     }
                 },
+                // Reap finished senders (a panicked one has accounted for its records).
+                Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
                 // Before the queue, so a steady stream cannot starve the interval.
                 _ = ticker.tick() => self.export_all().await,
                 () = self.records.batch_ready() => self.export_full().await,
@@ -107,23 +119,26 @@ impl Batcher {
         }
     }
 
-    /// Takes everything waiting in the queue, encoded.
-    fn drain_queue(&mut self) -> Vec<Encoded> {
-        let mut drained = Vec::with_capacity(self.records.len());
-        while let Some(record) = self.records.pop() {
+    /// Moves the records queued now (not those that arrive meanwhile, so a flush ends
+    /// under a steady stream) into their batches, one at a time: while a full batch waits
+    /// for a free sender, the rest stay in the bounded queue. (Draining the queue into a
+    /// list first held up to a second queue's worth outside the bound: the dead-backend
+    /// bench caught it.)
+    async fn batch_queued(&mut self) {
+        for _ in 0..self.records.len() {
+            let Some(record) = self.records.pop() else {
+                break;
+            };
             if let Some(item) = self.encode(record) {
-                drained.push(item);
+                self.push(item).await;
             }
         }
-        drained
     }
 
     /// Woken with a batch's worth queued: batches it, exporting the batches that fill and
     /// keeping the rest for the interval.
     async fn export_full(&mut self) {
-        for item in self.drain_queue() {
-            self.push(item).await;
-        }
+        self.batch_queued().await;
     }
 
     fn encode(&mut self, mut record: Record) -> Option<Encoded> {
@@ -183,73 +198,28 @@ impl Batcher {
 
     /// Exports both pending batches (after pushing anything drained from the queue).
     async fn export_all(&mut self) {
-        // Records drained by `drain_queue` may exceed one batch: push them through `push`.
-        let drained = self.drain_queue();
-        for item in drained {
-            self.push(item).await;
-        }
+        self.batch_queued().await;
         let spans = self.spans.take();
         self.export(spans).await;
         let traces = self.traces.take();
         self.export(traces).await;
     }
 
-    /// Exports one batch, retrying transient failures and splitting batches refused for
-    /// bad content (400, 422) until the bad records stand alone.
-    async fn export(&self, batch: ExportBatch) {
-        let mut stack = vec![batch];
-        while let Some(batch) = stack.pop() {
-            if batch.is_empty() {
-                continue;
-            }
-            let n = batch.len() as u64;
-            match self.send_with_retry(&batch).await {
-                Ok(()) => Counters::add(&self.counters.sent, n),
-                Err(ExportError::Rejected {
-                    status: 400 | 422, ..
-                }) if batch.len() > 1 => {
-                    let (first, second) = batch.split();
-                    stack.push(second);
-                    stack.push(first);
-                }
-                Err(ExportError::Rejected { status, message }) => {
-                    warn_export(&format!("{n} records rejected with {status}: {message}"));
-                    let ids = id_list(&batch);
-                    self.counters.lose(LossReason::Rejected { status }, n, || {
-                        format!("{message} [{ids}]")
-                    });
-                }
-                Err(ExportError::Retryable { reason, .. }) => {
-                    warn_export(&format!("{n} records given up after retries: {reason}"));
-                    self.counters
-                        .lose(LossReason::RetriesExhausted, n, || reason);
-                }
-            }
+    /// Hands a batch to a sender task, first waiting for one to finish when
+    /// `concurrency` are in flight (the queue takes the backpressure, and drops when full).
+    async fn export(&mut self, batch: ExportBatch) {
+        if batch.is_empty() {
+            return;
         }
+        while self.in_flight.len() >= self.limits.concurrency {
+            self.in_flight.join_next().await;
+        }
+        self.in_flight.spawn(self.sender.clone().send(batch));
     }
 
-    async fn send_with_retry(&self, batch: &ExportBatch) -> Result<(), ExportError> {
-        let started = Instant::now();
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            Counters::add(&self.counters.export_calls, 1);
-            let err = match self.exporter.export(batch).await {
-                Ok(()) => return Ok(()),
-                Err(e @ ExportError::Rejected { .. }) => return Err(e),
-                Err(e) => e,
-            };
-            let ExportError::Retryable { retry_after, .. } = &err else {
-                return Err(err);
-            };
-            let wait = self.limits.retry.delay(attempts - 1, *retry_after);
-            if !self.limits.retry.allows(attempts, started.elapsed(), wait) {
-                return Err(err);
-            }
-            tracing::debug!(target: "tower_opik", error = %err, ?wait, "export failed, retrying");
-            Counters::add(&self.counters.retries, 1);
-            tokio::time::sleep(wait).await;
-        }
+    /// Waits until every batch in flight is delivered or given up.
+    async fn settle(&mut self) {
+        while self.in_flight.join_next().await.is_some() {}
     }
 
     /// Records still held in batches when the task is dropped.
@@ -277,23 +247,4 @@ impl Drop for Batcher {
             );
         }
     }
-}
-
-fn warn_export(message: &str) {
-    if let Some(suppressed) = EXPORT_WARNING.check() {
-        tracing::warn!(target: "tower_opik", suppressed, "Opik export: {message}");
-    }
-}
-
-/// The ids of a (small) batch, for the loss message: at most 5.
-fn id_list(batch: &ExportBatch) -> String {
-    let mut ids: Vec<String> = batch
-        .records()
-        .take(5)
-        .map(|r| r.id().to_string())
-        .collect();
-    if batch.len() > 5 {
-        ids.push(format!("and {} more", batch.len() - 5));
-    }
-    ids.join(", ")
 }

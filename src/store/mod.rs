@@ -6,8 +6,8 @@
 //!   background task only when a batch's worth is waiting. When the queue is full the newest
 //!   record is dropped, counted, and one rate-limited warning is logged.
 //! - The background task batches spans and traces (at most 1000 items and a byte cap a
-//!   call), sends on a full batch or every flush interval, retries what is worth retrying
-//!   and isolates records the backend refuses.
+//!   call), sends on a full batch or every flush interval, up to four batches at once,
+//!   retries what is worth retrying and isolates records the backend refuses.
 //! - [`SpanStore::flush`] and [`SpanStore::shutdown`] are bounded by their timeout and report
 //!   what happened; [`SpanStore::stats`] can be read at any time.
 //!
@@ -20,6 +20,7 @@
 //! | [`max_batch_items`](SpanStoreBuilder::max_batch_items) | 1000 (Opik's limit) |
 //! | [`max_batch_bytes`](SpanStoreBuilder::max_batch_bytes) | 8 MiB |
 //! | [`flush_interval`](SpanStoreBuilder::flush_interval) | 2 s |
+//! | [`export_concurrency`](SpanStoreBuilder::export_concurrency) | 4 batches in flight |
 //! | [`gzip_threshold`](SpanStoreBuilder::gzip_threshold) | 256 bytes |
 //! | [`request_timeout`](SpanStoreBuilder::request_timeout) | 10 s |
 //! | [`retry`](SpanStoreBuilder::retry) | [`RetryPolicy::default`] |
@@ -29,6 +30,7 @@ mod exporter;
 mod queue;
 mod rest;
 mod retry;
+mod sender;
 mod stats;
 mod truncate;
 
@@ -345,6 +347,7 @@ impl Default for SpanStoreBuilder {
                 max_bytes: 8 * 1024 * 1024,
                 interval: Duration::from_secs(2),
                 retry: RetryPolicy::default(),
+                concurrency: 4,
             },
             gzip_threshold: 256,
             request_timeout: Duration::from_secs(10),
@@ -459,6 +462,18 @@ impl SpanStoreBuilder {
     /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// How many batches may be in flight at once (1 to 64; default 4, as the Python SDK's
+    /// four workers). More hides the backend's latency: one slow call no longer holds every
+    /// later batch behind it. Each batch in flight holds up to `max_batch_items` records.
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().export_concurrency(8);
+    /// ```
+    pub fn export_concurrency(mut self, batches: usize) -> Self {
+        self.limits.concurrency = batches.clamp(1, 64);
         self
     }
 

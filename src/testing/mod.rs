@@ -173,6 +173,7 @@ impl LocalOpikBuilder {
             api_key: self.api_key,
             workspace: self.workspace.unwrap_or_else(|| "default".to_owned()),
             changed: tokio::sync::watch::Sender::new(0),
+            calls: Default::default(),
         });
         let task = tokio::spawn(server::serve(listener, shared.clone()));
         Ok(LocalOpik { addr, shared, task })
@@ -378,6 +379,22 @@ impl LocalOpik {
     /// ```
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// The most calls LocalOpik was answering at one time (any endpoint), so far.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
+    /// assert_eq!(opik.peak_concurrent_calls(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn peak_concurrent_calls(&self) -> usize {
+        self.shared
+            .calls
+            .peak
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until at least `n` spans are stored, at most `timeout`. For data sent by other

@@ -26,6 +26,33 @@ pub(crate) struct Shared {
     pub(crate) api_key: Option<String>,
     pub(crate) workspace: String,
     pub(crate) changed: tokio::sync::watch::Sender<u64>,
+    /// Calls being answered now, and the most ever at once.
+    pub(crate) calls: Calls,
+}
+
+/// Counts the calls in progress and their peak.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    now: std::sync::atomic::AtomicUsize,
+    pub(crate) peak: std::sync::atomic::AtomicUsize,
+}
+
+/// One call in progress, for as long as it lives.
+struct CallGuard<'a>(&'a Calls);
+
+impl<'a> CallGuard<'a> {
+    fn enter(calls: &'a Calls) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = calls.now.fetch_add(1, SeqCst) + 1;
+        calls.peak.fetch_max(now, SeqCst);
+        Self(calls)
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Shared {
@@ -75,6 +102,7 @@ impl std::fmt::Display for DroppedConnection {
 impl std::error::Error for DroppedConnection {}
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
+    let _call = CallGuard::enter(&shared.calls);
     let (parts, body) = request.into_parts();
     let mut log = RequestLog {
         method: parts.method.to_string(),
