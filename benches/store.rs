@@ -27,9 +27,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn recording(c: &mut Criterion) {
-    let rt = runtime();
-    let store = rt.block_on(async {
+/// A store that records to a no-op exporter, with room for every chunk a bench records.
+fn discard_store(rt: &tokio::runtime::Runtime) -> SpanStore {
+    rt.block_on(async {
         SpanStore::builder()
             .config(OpikConfig::local("http://127.0.0.1:9/api/"))
             .exporter(Discard)
@@ -37,52 +37,72 @@ fn recording(c: &mut Criterion) {
             .flush_interval(Duration::from_millis(10))
             .build()
             .unwrap()
-    });
-    let mut group = c.benchmark_group("record");
-    let record = SpanRecord::new(
+    })
+}
+
+fn bench_record() -> SpanRecord {
+    SpanRecord::new(
         tower_opik::id::new_id(),
         tower_opik::id::new_id(),
         "bench",
         Timestamp::now(),
-    );
+    )
+}
+
+/// Runs `iters` operations in chunks of 20,000 (below the queue bound: the benches measure
+/// recording, not dropping), timing each chunk with `chunk(n)` and flushing between chunks,
+/// outside the measured time.
+fn in_chunks(
+    rt: &tokio::runtime::Runtime,
+    store: &SpanStore,
+    iters: u64,
+    mut chunk: impl FnMut(u64) -> Duration,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(20_000);
+        total += chunk(n);
+        left -= n;
+        rt.block_on(store.flush(Duration::from_secs(10)));
+    }
+    total
+}
+
+/// `n` copies of `record`, boxed beforehand as a span's record is from its start.
+fn boxed(record: &SpanRecord, n: u64) -> Vec<Record> {
+    (0..n).map(|_| record.clone().into()).collect()
+}
+
+fn recording(c: &mut Criterion) {
+    let rt = runtime();
+    let store = discard_store(&rt);
+    let record = bench_record();
+    let mut group = c.benchmark_group("record");
     group.bench_function("store.record(finished span record)", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                // Stay below the queue bound: measure recording, not dropping.
-                let n = left.min(20_000);
-                // Boxed beforehand, as a span's record is from its start.
-                let records: Vec<Record> = (0..n).map(|_| record.clone().into()).collect();
+            in_chunks(&rt, &store, iters, |n| {
+                let records = boxed(&record, n);
                 let start = Instant::now();
                 for r in records {
                     store.record(r);
                 }
-                total += start.elapsed();
-                left -= n;
-                rt.block_on(store.flush(Duration::from_secs(10)));
-            }
-            total
+                start.elapsed()
+            })
         })
     });
     let root = rt.block_on(async { store.root_span("root") });
     group.bench_function("child span: open, set output, end", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(20_000);
+            in_chunks(&rt, &store, iters, |n| {
                 let start = Instant::now();
                 for _ in 0..n {
                     let span = root.child("step");
                     span.set_output("ok");
                     span.end();
                 }
-                total += start.elapsed();
-                left -= n;
-                rt.block_on(store.flush(Duration::from_secs(10)));
-            }
-            total
+                start.elapsed()
+            })
         })
     });
     group.finish();
@@ -91,35 +111,18 @@ fn recording(c: &mut Criterion) {
 
 fn two_threads(c: &mut Criterion) {
     let rt = runtime();
-    let store = rt.block_on(async {
-        SpanStore::builder()
-            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
-            .exporter(Discard)
-            .queue_capacity(1 << 16)
-            .build()
-            .unwrap()
-    });
-    let record = SpanRecord::new(
-        tower_opik::id::new_id(),
-        tower_opik::id::new_id(),
-        "bench",
-        Timestamp::now(),
-    );
+    let store = discard_store(&rt);
+    let record = bench_record();
     let mut group = c.benchmark_group("record from two threads");
     group.throughput(Throughput::Elements(1));
     group.bench_function("store.record, two threads at once", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(20_000);
-                let halves = [n / 2, n - n / 2];
+            in_chunks(&rt, &store, iters, |n| {
                 let barrier = std::sync::Barrier::new(3);
-                let elapsed = std::thread::scope(|scope| {
-                    for half in halves {
+                let started = std::thread::scope(|scope| {
+                    for half in [n / 2, n - n / 2] {
                         let (store, barrier) = (&store, &barrier);
-                        let records: Vec<Record> =
-                            (0..half).map(|_| record.clone().into()).collect();
+                        let records = boxed(&record, half);
                         scope.spawn(move || {
                             barrier.wait();
                             for r in records {
@@ -128,15 +131,10 @@ fn two_threads(c: &mut Criterion) {
                         });
                     }
                     barrier.wait();
-                    let start = Instant::now();
-                    // Both threads done when the scope ends.
-                    start
-                });
-                total += elapsed.elapsed();
-                left -= n;
-                rt.block_on(store.flush(Duration::from_secs(10)));
-            }
-            total
+                    Instant::now()
+                }); // the scope ends when both threads are done
+                started.elapsed()
+            })
         })
     });
     group.finish();
