@@ -179,7 +179,10 @@ impl std::fmt::Display for FlushReport {
 pub(crate) struct Counters {
     pub(crate) recorded: AtomicU64,
     pub(crate) sent: AtomicU64,
-    pub(crate) dropped: AtomicU64,
+    /// Drops are counted here, not in `losses`: they happen on the request path, which
+    /// takes no lock.
+    queue_full: AtomicU64,
+    shut_down: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) export_calls: AtomicU64,
@@ -192,25 +195,25 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts `n` records lost for `reason` (touched only on the failure path).
     /// Takes back records counted as recorded that were then refused (they raced a
     /// shutdown): they are counted as drops instead.
     pub(crate) fn unrecord(&self, n: u64) {
         self.recorded.fetch_sub(n, Ordering::Relaxed);
     }
 
+    /// Counts `n` records lost for `reason`. A drop (queue full, shut down) is one atomic
+    /// add and keeps no message; other losses keep the last message, under a lock, off the
+    /// request path.
+
     pub(crate) fn lose(&self, reason: LossReason, n: u64, message: impl FnOnce() -> String) {
         if n == 0 {
             return;
         }
-        Self::add(
-            if reason.is_drop() {
-                &self.dropped
-            } else {
-                &self.failed
-            },
-            n,
-        );
+        match reason {
+            LossReason::QueueFull => return Self::add(&self.queue_full, n),
+            LossReason::ShutDown => return Self::add(&self.shut_down, n),
+            _ => Self::add(&self.failed, n),
+        }
         let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
         let entry = losses.entry(reason).or_default();
         entry.0 += n;
@@ -219,23 +222,64 @@ impl Counters {
 
     pub(crate) fn snapshot(&self) -> StoreStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let drops = [
+            (LossReason::QueueFull, get(&self.queue_full)),
+            (LossReason::ShutDown, get(&self.shut_down)),
+        ];
         let losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = losses
+            .iter()
+            .map(|(reason, (count, msg))| (*reason, *count, msg.clone()));
         StoreStats {
             recorded: get(&self.recorded),
             sent: get(&self.sent),
-            dropped: get(&self.dropped),
+            dropped: drops.iter().map(|(_, n)| n).sum(),
             failed: get(&self.failed),
             retries: get(&self.retries),
             export_calls: get(&self.export_calls),
             truncated: get(&self.truncated),
-            losses: losses
-                .iter()
-                .map(|(reason, (count, msg))| Loss {
-                    reason: *reason,
-                    count: *count,
-                    last_message: msg.clone(),
+            // Drops first: they sort first among the reasons.
+            losses: drops
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(reason, n)| (reason, n, String::new()))
+                .chain(kept)
+                .map(|(reason, count, last_message)| Loss {
+                    reason,
+                    count,
+                    last_message,
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_and_failures_are_reported_together_in_reason_order() {
+        let counters = Counters::default();
+        counters.lose(LossReason::RetriesExhausted, 2, || "timeout".into());
+        counters.lose(LossReason::ShutDown, 1, String::new);
+        counters.lose(LossReason::QueueFull, 3, String::new);
+        counters.lose(LossReason::QueueFull, 4, String::new);
+        counters.lose(LossReason::Rejected { status: 400 }, 0, || "none".into());
+        let stats = counters.snapshot();
+        assert_eq!((stats.dropped, stats.failed), (8, 2));
+        let losses: Vec<_> = stats
+            .losses
+            .iter()
+            .map(|l| (l.reason, l.count, l.last_message.as_str()))
+            .collect();
+        assert_eq!(
+            losses,
+            [
+                (LossReason::QueueFull, 7, ""),
+                (LossReason::ShutDown, 1, ""),
+                (LossReason::RetriesExhausted, 2, "timeout"),
+            ]
+        );
     }
 }
