@@ -204,7 +204,6 @@ impl Counters {
     /// Counts `n` records lost for `reason`. A drop (queue full, shut down) is one atomic
     /// add and keeps no message; other losses keep the last message, under a lock, off the
     /// request path.
-
     pub(crate) fn lose(&self, reason: LossReason, n: u64, message: impl FnOnce() -> String) {
         if n == 0 {
             return;
