@@ -459,12 +459,21 @@ pub(crate) struct RequestMetadata {
     pub(crate) name_from_route: bool,
 }
 
+/// The name of a request span with a matched route: `"GET /users/{id}"` (low cardinality).
+pub(crate) fn route_name(method: &str, route: &str) -> String {
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
+    name
+}
+
 impl RequestMetadata {
     fn write_into(self, name: &mut Cow<'static, str>, metadata: &mut Option<JsonObject>) {
         if self.name_from_route
             && let (Some(method), Some(route)) = (&self.method, &self.route)
         {
-            *name = Cow::Owned(format!("{method} {route}"));
+            *name = Cow::Owned(route_name(method.as_str(), route));
         }
         let map = metadata.get_or_insert_with(JsonObject::new);
         let mut put = |key: &str, value: Value| {
@@ -528,19 +537,22 @@ impl Record {
     /// assert!(r.to_json().unwrap().starts_with(b"{\"id\":"));
     /// ```
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(512);
+        if self.has_typed_metadata() {
+            // Only a record taken before the export task saw it: materialize a copy.
+            let mut copy = self.clone();
+            copy.materialize();
+            copy.write_json(&mut out)?;
+        } else {
+            self.write_json(&mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn has_typed_metadata(&self) -> bool {
         match self {
-            Record::Span(s) if s.request.is_some() => {
-                let mut s = s.clone();
-                s.materialize();
-                serde_json::to_vec(&s)
-            }
-            Record::Trace(t) if t.request.is_some() => {
-                let mut t = t.clone();
-                t.materialize();
-                serde_json::to_vec(&t)
-            }
-            Record::Span(s) => serde_json::to_vec(s),
-            Record::Trace(t) => serde_json::to_vec(t),
+            Record::Span(s) => s.request.is_some(),
+            Record::Trace(t) => t.request.is_some(),
         }
     }
 

@@ -102,11 +102,17 @@ impl std::fmt::Display for Timestamp {
         {
             return f.write_str(text);
         }
+        self.write_any_year(f)
+    }
+}
+
+impl Timestamp {
+    /// Any year, through `core::fmt` (the fast path's fallback, and its reference in tests).
+    fn write_any_year(self, f: &mut impl std::fmt::Write) -> std::fmt::Result {
         let secs = self.micros.div_euclid(1_000_000);
         let frac = self.micros.rem_euclid(1_000_000);
-        let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
         write!(
             f,
             "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
@@ -162,16 +168,11 @@ mod tests {
 
     /// The `core::fmt` rendering the fast path replaces, as the reference.
     fn reference(micros: i64) -> String {
-        let secs = micros.div_euclid(1_000_000);
-        let frac = micros.rem_euclid(1_000_000);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-            sod / 3600,
-            sod % 3600 / 60,
-            sod % 60
-        )
+        let mut text = String::new();
+        Timestamp::from_unix_micros(micros)
+            .write_any_year(&mut text)
+            .unwrap();
+        text
     }
 
     #[test]

@@ -131,13 +131,7 @@ impl<'a> RequestHead<'a> {
         }
         let method = self.method.as_str();
         match self.route() {
-            Some(route) => {
-                let mut name = String::with_capacity(method.len() + 1 + route.len());
-                name.push_str(method);
-                name.push(' ');
-                name.push_str(route);
-                name
-            }
+            Some(route) => crate::record::route_name(method, route),
             None => method.to_owned(),
         }
     }

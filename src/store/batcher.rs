@@ -114,7 +114,8 @@ impl Batcher {
                 Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
                 // Before the queue, so a steady stream cannot starve the interval.
                 _ = ticker.tick() => self.export_all().await,
-                () = self.records.batch_ready() => self.export_full().await,
+                // A batch's worth is queued: batch it, exporting the batches that fill.
+                () = self.records.batch_ready() => self.batch_queued().await,
             }
         }
     }
@@ -133,12 +134,6 @@ impl Batcher {
                 self.push(item).await;
             }
         }
-    }
-
-    /// Woken with a batch's worth queued: batches it, exporting the batches that fill and
-    /// keeping the rest for the interval.
-    async fn export_full(&mut self) {
-        self.batch_queued().await;
     }
 
     fn encode(&mut self, mut record: Record) -> Option<Encoded> {
@@ -221,11 +216,6 @@ impl Batcher {
     async fn settle(&mut self) {
         while self.in_flight.join_next().await.is_some() {}
     }
-
-    /// Records still held in batches when the task is dropped.
-    fn held(&self) -> u64 {
-        (self.spans.len() + self.traces.len()) as u64
-    }
 }
 
 impl Drop for Batcher {
@@ -235,10 +225,12 @@ impl Drop for Batcher {
             self.records.discard(LossReason::ShutDown);
             return;
         }
-        let lost = self.held() + self.records.discard(LossReason::RuntimeStopped);
+        // In batches here, and still queued; batches in flight count themselves.
+        let batched = (self.spans.len() + self.traces.len()) as u64;
+        self.counters
+            .lose(LossReason::RuntimeStopped, batched, String::new);
+        let lost = batched + self.records.discard(LossReason::RuntimeStopped);
         if lost > 0 {
-            self.counters
-                .lose(LossReason::RuntimeStopped, self.held(), String::new);
             tracing::warn!(
                 target: "tower_opik",
                 lost,

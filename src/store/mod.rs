@@ -403,8 +403,9 @@ impl SpanStoreBuilder {
 
     /// How many finished records may wait for export (at least 1). The ring's slots are
     /// allocated when the store is built, 24 bytes each (the records themselves live on the
-    /// heap until they are sent), so a dead backend costs at most this many records of
-    /// memory, plus the batch being retried.
+    /// heap until they are sent). However long the backend is down, the store holds at most
+    /// `queue_capacity + (export_concurrency + 2) × max_batch_items` records: the queue, the
+    /// batches in flight, and the span and trace batches being filled.
     ///
     /// ```
     /// let b = tower_opik::SpanStore::builder().queue_capacity(4096);
