@@ -76,6 +76,7 @@ fn python_round(python: &Path, opik: &LocalOpik, payloads: &[Value], n: usize) -
         .write_all(job.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&home);
     assert!(out.status.success(), "the Python SDK script failed");
     let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(result["flushed"], true, "{result}");
