@@ -3,7 +3,8 @@
 Reads a job from stdin: {"n": N, "payloads": [...]} (the fields of an LLM span, as the Rust
 side records them). Creates N finished LLM spans in one trace with `Opik.span`, each with
 its start and end time so that one write per span is queued, then `flush`es. Prints one
-JSON line: the seconds from the first span to the end of the flush.
+JSON line: the seconds from the first span to the end of the flush, and the process's CPU
+seconds over the same stretch (`time.process_time`, every thread of the process).
 
 Configured by the environment, as users configure the SDK (OPIK_URL_OVERRIDE, ...).
 """
@@ -21,7 +22,7 @@ def main() -> None:
     n, payloads = job["n"], job["payloads"]
     client = opik.Opik()
     trace_id = id_helpers.generate_id()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
         p = payloads[i % len(payloads)]
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -42,10 +43,12 @@ def main() -> None:
     queued = time.perf_counter() - start
     flushed = client.flush(timeout=600)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu
     client.end()
     print(json.dumps({
         "spans": n,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "queue_seconds": queued,
         "flushed": flushed,
         "trace_id": trace_id,
