@@ -52,6 +52,9 @@ fn target_dir() -> PathBuf {
 /// ran (`/proc/self/task/*/schedstat`, in nanoseconds). Every thread that works here (the
 /// runtime's workers, this one) lives as long as the process.
 fn cpu_seconds() -> f64 {
+    // The kernel brings a thread's count up to date when it is scheduled: yield, so that
+    // this thread's own count is current (idle workers are parked, so theirs are).
+    std::thread::yield_now();
     let mut ns = 0u64;
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
         let stat = std::fs::read_to_string(task.unwrap().path().join("schedstat"));
