@@ -22,7 +22,7 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::{PAYLOADS, llm_payload, llm_records, llm_span, rss};
+use common::{PAYLOADS, env_number, llm_payload, llm_records, llm_span, rss};
 use serde_json::Value;
 use tower_opik::{OpikConfig, SpanStore};
 
@@ -31,13 +31,6 @@ const BATCH: usize = 1000;
 const CONCURRENCY: usize = 4;
 const HELD_AT_MOST: usize = QUEUE + (CONCURRENCY + 2) * BATCH;
 const SLACK: u64 = 16 << 20;
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Bytes of RSS per record, held 10,000 at once (run in a fresh process).
 fn footprint() -> u64 {
@@ -63,8 +56,8 @@ fn main() -> ExitCode {
         println!("{}", footprint());
         return ExitCode::SUCCESS;
     }
-    let seconds = env_number("TOWER_OPIK_BENCH_SECONDS", 60);
-    let rate = env_number("TOWER_OPIK_BENCH_RATE", 5000);
+    let seconds: u64 = env_number("TOWER_OPIK_BENCH_SECONDS", 60);
+    let rate: u64 = env_number("TOWER_OPIK_BENCH_RATE", 5000);
     let child = std::process::Command::new(&args[0])
         .arg("--footprint")
         .output()

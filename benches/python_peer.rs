@@ -29,18 +29,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PAYLOADS, llm_payload, llm_records, llm_span, summary};
+use common::{PAYLOADS, env_number, llm_payload, llm_records, llm_span, serde_batch, summary};
 use serde_json::{Value, json};
 use tower_opik::record::SpanRecord;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikConfig, SpanStore};
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -253,15 +246,7 @@ async fn export(url: String, records: Vec<SpanRecord>, gzip: bool) -> (String, u
 /// anything that owns the records must.
 fn serde_alone(records: Vec<SpanRecord>, free: bool) -> Run {
     let (cpu, start) = (cpu_seconds(), Instant::now());
-    let mut body = Vec::with_capacity(records.len() * 1600);
-    body.extend_from_slice(b"{\"spans\":[");
-    for (i, r) in records.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        serde_json::to_writer(&mut body, r).unwrap();
-    }
-    body.extend_from_slice(b"]}");
+    let body = serde_batch(&records);
     std::hint::black_box(&body);
     let kept = if free {
         drop(records);
@@ -287,8 +272,8 @@ fn main() {
     if args.iter().any(|a| a == "--serve-local-opik") {
         return serve_local_opik();
     }
-    let n = env_number("TOWER_OPIK_BENCH_SPANS", 20_000);
-    let rounds = env_number("TOWER_OPIK_BENCH_ROUNDS", 5);
+    let n: usize = env_number("TOWER_OPIK_BENCH_SPANS", 20_000);
+    let rounds: usize = env_number("TOWER_OPIK_BENCH_ROUNDS", 5);
     let python = tower_opik::testing::python_sdk(&target_dir()).expect("the official SDK");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use common::{llm_payload, llm_span, summary};
+use common::{env_number, llm_payload, llm_span, summary};
 use serde_json::Value;
 use tower_opik::server::OpikSpan;
 use tower_opik::testing::LocalOpik;
@@ -65,10 +65,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds: usize = std::env::var("TOWER_OPIK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+    let rounds: usize = env_number("TOWER_OPIK_BENCH_ROUNDS", 20_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

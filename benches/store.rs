@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Discard, llm_records};
+use common::{Discard, llm_records, serde_batch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower_opik::record::{Record, SpanRecord};
 use tower_opik::store::SpanStoreBuilder;
@@ -152,18 +152,7 @@ fn export(c: &mut Criterion) {
     group.throughput(Throughput::Elements(EXPORTED as u64));
 
     group.bench_function("serde_json alone, same records", |b| {
-        b.iter(|| {
-            let mut body = Vec::with_capacity(EXPORTED * 1200);
-            body.extend_from_slice(b"{\"spans\":[");
-            for (i, r) in records.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                serde_json::to_writer(&mut body, r).unwrap();
-            }
-            body.extend_from_slice(b"]}");
-            body
-        })
+        b.iter(|| serde_batch(&records))
     });
 
     group.bench_function("serde_json alone, consuming the records", |b| {
@@ -171,15 +160,8 @@ fn export(c: &mut Criterion) {
         b.iter_batched(
             || records.clone(),
             |records| {
-                let mut body = Vec::with_capacity(EXPORTED * 1200);
-                body.extend_from_slice(b"{\"spans\":[");
-                for (i, r) in records.into_iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    serde_json::to_writer(&mut body, &r).unwrap();
-                }
-                body.extend_from_slice(b"]}");
+                let body = serde_batch(&records);
+                drop(records);
                 body
             },
             criterion::BatchSize::LargeInput,

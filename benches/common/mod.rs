@@ -127,3 +127,25 @@ pub(crate) fn summary(mut xs: Vec<f64>) -> (f64, f64, f64) {
     };
     (median, xs[0], xs[xs.len() - 1])
 }
+
+/// A number from the environment variable `name`, or `default`.
+pub(crate) fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// serde_json alone: `records` written into one batch body, `{"spans":[...]}`.
+pub(crate) fn serde_batch<'a>(records: impl IntoIterator<Item = &'a SpanRecord>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 << 20);
+    body.extend_from_slice(b"{\"spans\":[");
+    for (i, r) in records.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, r).unwrap();
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
