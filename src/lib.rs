@@ -20,7 +20,7 @@ mod time;
 mod warn;
 
 pub use config::OpikConfig;
-pub use context::{OpikFutureExt, current_span, spawn};
+pub use context::{OpikFutureExt, OpikStreamExt, current_span, spawn};
 pub use error::Error;
 pub use headers::DistributedHeaders;
 pub use record::{ErrorInfo, SpanType, Usage};

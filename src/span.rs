@@ -54,6 +54,9 @@ pub const UNFINISHED_KEY: &str = "tower_opik.unfinished";
 #[derive(Clone, Default)]
 pub struct Span {
     inner: Option<Arc<Inner>>,
+    /// A none span that [`current_span`](crate::current_span) answered outside any span:
+    /// asking it for a child is counted (`StoreStats::no_current_span`).
+    detached: bool,
 }
 
 struct Inner {
@@ -98,7 +101,18 @@ impl Span {
     /// s.set_output("ignored");
     /// ```
     pub const fn none() -> Self {
-        Self { inner: None }
+        Self {
+            inner: None,
+            detached: false,
+        }
+    }
+
+    /// The none span `current_span()` answers outside any span.
+    pub(crate) const fn detached() -> Self {
+        Self {
+            inner: None,
+            detached: true,
+        }
     }
 
     /// Starts a span in `store`: the root of a new trace when `parent` is `None` (this
@@ -152,6 +166,7 @@ impl Span {
         };
         Self {
             inner: Some(Arc::new(inner)),
+            detached: false,
         }
     }
 
@@ -175,7 +190,12 @@ impl Span {
     /// ```
     pub fn child_of_type(&self, name: impl Into<Cow<'static, str>>, span_type: SpanType) -> Span {
         match &self.inner {
-            None => Span::none(),
+            None => {
+                if self.detached {
+                    crate::store::no_current_span();
+                }
+                Span::none()
+            }
             Some(p) => Self::open(
                 p.store.clone(),
                 p.trace_id,

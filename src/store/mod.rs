@@ -48,6 +48,7 @@ pub use rest::OpikRestExporter;
 pub(crate) use rest::http_client;
 pub use retry::RetryPolicy;
 pub use stats::{FlushReport, Loss, LossReason, StoreStats};
+pub(crate) use stats::no_current_span;
 
 use self::batcher::{BatchLimits, Batcher, Command, OPIK_MAX_BATCH_ITEMS};
 use self::stats::Counters;
@@ -92,6 +93,8 @@ struct Queue {
     records: Arc<RecordQueue>,
     commands: mpsc::UnboundedSender<Command>,
     full_warning: RateLimit,
+    late_warning: RateLimit,
+    _live: stats::LiveStore,
 }
 
 impl std::fmt::Debug for SpanStore {
@@ -239,6 +242,14 @@ impl SpanStore {
             }
             Err(Refused::Closed) => {
                 counters.lose(LossReason::ShutDown, 1, String::new);
+                if let Some(suppressed) = queue.late_warning.check() {
+                    tracing::warn!(
+                        target: "tower_opik",
+                        suppressed,
+                        "a span ended after SpanStore::shutdown and is dropped (await your \
+                         background tasks before calling shutdown)"
+                    );
+                }
             }
         }
     }
@@ -267,8 +278,15 @@ impl SpanStore {
         self.command(Command::Flush, timeout).await
     }
 
-    /// Delivers everything recorded so far, then stops the background task; records made
-    /// after it are dropped and counted. Bounded by `timeout` like [`flush`](Self::flush).
+    /// Delivers everything recorded so far, then stops the background task. Bounded by
+    /// `timeout` like [`flush`](Self::flush).
+    ///
+    /// Records made after it are dropped: counted in `dropped` (reason `shut down`) and
+    /// warned about (rate-limited, target `tower_opik`). So that background spans make it,
+    /// end them first: await the `JoinHandle`s of the tasks you spawned (or a
+    /// `tokio_util::task::TaskTracker`) and drain your server
+    /// (`axum::serve(..).with_graceful_shutdown(..)` returns once in-flight requests, and
+    /// so their spans, are done), then call `shutdown`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -551,6 +569,8 @@ impl SpanStoreBuilder {
                     records,
                     commands: commands_tx,
                     full_warning: RateLimit::new(),
+                    late_warning: RateLimit::new(),
+                    _live: stats::LiveStore::new(),
                 }),
                 counters,
             }),

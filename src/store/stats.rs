@@ -106,6 +106,11 @@ pub struct StoreStats {
     pub truncated: u64,
     /// Losses by reason.
     pub losses: Vec<Loss>,
+    /// Children asked of *no* current span while an enabled store existed, in this whole
+    /// process (a span has no store to count in): code that ran outside its request's
+    /// context, such as a `tokio::spawn`ed task (use [`crate::spawn`]) or a stream polled
+    /// outside the layer. Those children were not recorded.
+    pub no_current_span: u64,
 }
 
 impl StoreStats {
@@ -131,6 +136,9 @@ impl std::fmt::Display for StoreStats {
             self.failed,
             self.retries
         )?;
+        if self.no_current_span > 0 {
+            write!(f, ", {} opened from no current span", self.no_current_span)?;
+        }
         for loss in &self.losses {
             write!(f, "; {} {}", loss.count, loss.reason)?;
             if !loss.last_message.is_empty() {
@@ -190,6 +198,47 @@ pub(crate) struct Counters {
     losses: Mutex<BTreeMap<LossReason, (u64, String)>>,
 }
 
+/// Children asked of no current span while an enabled store was alive (process-wide).
+static NO_CURRENT_SPAN: AtomicU64 = AtomicU64::new(0);
+/// Enabled stores alive in the process (each store's shared state counts once).
+static LIVE_STORES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a child asked of no current span, when it matters: only while an enabled store
+/// exists (a service with tracing off asks this all the time, at no cost).
+pub(crate) fn no_current_span() {
+    if LIVE_STORES.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    NO_CURRENT_SPAN.fetch_add(1, Ordering::Relaxed);
+    static LIMIT: crate::warn::RateLimit = crate::warn::RateLimit::new();
+    if let Some(suppressed) = LIMIT.check() {
+        tracing::debug!(
+            target: "tower_opik",
+            suppressed,
+            "a span was opened from no current span and is not recorded: the code runs \
+             outside its request's context (carry it with tower_opik::spawn, \
+             in_current_opik_span or OpikStreamExt::in_span)"
+        );
+    }
+}
+
+/// Marks one enabled store alive for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct LiveStore(());
+
+impl LiveStore {
+    pub(crate) fn new() -> Self {
+        LIVE_STORES.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for LiveStore {
+    fn drop(&mut self) {
+        LIVE_STORES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Counters {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -237,6 +286,7 @@ impl Counters {
             retries: get(&self.retries),
             export_calls: get(&self.export_calls),
             truncated: get(&self.truncated),
+            no_current_span: NO_CURRENT_SPAN.load(Ordering::Relaxed),
             // Drops first: they sort first among the reasons.
             losses: drops
                 .into_iter()
