@@ -83,6 +83,9 @@ pub struct SpanStore {
     project_name: Option<Arc<str>>,
 }
 
+/// The store [`SpanStore::set_global`] installed.
+static GLOBAL: std::sync::RwLock<Option<SpanStore>> = std::sync::RwLock::new(None);
+
 struct Shared {
     /// `None` when tracing is disabled.
     queue: Option<Queue>,
@@ -182,6 +185,29 @@ impl SpanStore {
             store.project_name = Some(Arc::from(name));
         }
         store
+    }
+
+    /// Makes this store the process's global store: the one that code with no store at
+    /// hand starts new traces in (`#[track]` on a function called outside any span, the
+    /// `tracing` layer configured to start traces). Replaces the previous global store.
+    /// Without one, such code records nothing.
+    ///
+    /// ```
+    /// let store = tower_opik::SpanStore::disabled();
+    /// store.set_global();
+    /// assert!(tower_opik::SpanStore::global().is_some());
+    /// ```
+    pub fn set_global(&self) {
+        *GLOBAL.write().unwrap_or_else(|p| p.into_inner()) = Some(self.clone());
+    }
+
+    /// The global store, if [`set_global`](Self::set_global) was called.
+    ///
+    /// ```
+    /// let _maybe: Option<tower_opik::SpanStore> = tower_opik::SpanStore::global();
+    /// ```
+    pub fn global() -> Option<SpanStore> {
+        GLOBAL.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Starts the root span of a new trace; this service writes the trace record when the
