@@ -11,6 +11,16 @@ pub mod id;
 pub mod otel;
 pub mod record;
 mod scope;
+pub mod stream {
+    //! Streamed LLM answers as spans: [`Span::track_stream`](crate::Span::track_stream)
+    //! sets the time to first token, aggregates the chunks into the output, takes usage
+    //! from the chunk that carries it, and ends the span when the stream ends or is
+    //! dropped. To only run a stream inside a span, see
+    //! [`OpikStreamExt`](crate::OpikStreamExt).
+    pub use crate::context::tracked::{
+        Aggregate, CANCELLED_KEY, CollectWith, StreamChunk, TextAggregator, TrackedStream,
+    };
+}
 pub mod server;
 pub mod span;
 pub mod store;

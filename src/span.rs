@@ -493,6 +493,46 @@ impl Span {
         }
     }
 
+    /// Records a function's result and ends the span: `Ok(v)` sets the output to `v`
+    /// (unless it serializes to `null`, as `()` does), `Err(e)` sets the error from `e`
+    /// and its chain of sources ([`ErrorInfo::from_error`]). For `?`-heavy code: compute
+    /// the result in an inner block, then end the span with it, so every early return is
+    /// recorded without a `set_error` at each site.
+    ///
+    /// ```
+    /// use tower_opik::{Span, SpanType};
+    /// fn parse(span: &Span, text: &str) -> Result<u32, std::num::ParseIntError> {
+    ///     let result = (|| {
+    ///         let n: u32 = text.trim().parse()?;
+    ///         Ok(n * 2)
+    ///     })();
+    ///     span.end_with_result(&result);
+    ///     result
+    /// }
+    /// let span = tower_opik::SpanStore::disabled().root_span("parse");
+    /// assert!(parse(&span, "x").is_err());
+    /// ```
+    pub fn end_with_result<T, E>(&self, result: &Result<T, E>)
+    where
+        T: Serialize,
+        E: std::error::Error,
+    {
+        if self.inner.is_none() {
+            return;
+        }
+        match result {
+            Ok(value) => {
+                let value = serde_json::to_value(value)
+                    .unwrap_or_else(|e| Value::String(format!("<not serializable: {e}>")));
+                if !value.is_null() {
+                    self.set_output(value);
+                }
+            }
+            Err(error) => self.set_error(ErrorInfo::from_error(error)),
+        }
+        self.end();
+    }
+
     /// Ends the span now and hands its record to the store. Ending twice does nothing.
     ///
     /// ```

@@ -18,6 +18,7 @@ use crate::span::Span;
 
 mod future;
 mod stream;
+pub(crate) mod tracked;
 
 pub use future::{Instrumented, OpikFutureExt, spawn};
 pub use stream::{InstrumentedStream, OpikStreamExt};

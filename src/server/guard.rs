@@ -114,7 +114,7 @@ impl SpanGuard {
                 "the response body was dropped before its end",
             ),
         };
-        self.span.set_metadata("tower_opik.cancelled", true);
+        self.span.set_metadata(crate::stream::CANCELLED_KEY, true);
         self.span.set_error(ErrorInfo::new(kind, message));
         self.span.end();
     }

@@ -47,8 +47,8 @@ pub use rest::OpikRestExporter;
 #[cfg(feature = "otel")]
 pub(crate) use rest::http_client;
 pub use retry::RetryPolicy;
-pub use stats::{FlushReport, Loss, LossReason, StoreStats};
 pub(crate) use stats::no_current_span;
+pub use stats::{FlushReport, Loss, LossReason, StoreStats};
 
 use self::batcher::{BatchLimits, Batcher, Command, OPIK_MAX_BATCH_ITEMS};
 use self::stats::Counters;
