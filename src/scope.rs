@@ -208,12 +208,7 @@ impl<F: Future> Future for CatchPanic<'_, F> {
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(poll) => poll,
             Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".to_owned());
-                this.span.set_error(ErrorInfo::new("Panic", message));
+                crate::context::panic::record_caught(this.span, &*payload);
                 this.span.end();
                 resume_unwind(payload)
             }

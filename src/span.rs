@@ -284,6 +284,42 @@ impl Span {
         }
     }
 
+    /// Sets the error unless one is set already (a generic error, such as a 5xx status,
+    /// never replaces the one the user or a panic recorded).
+    pub(crate) fn set_error_unless_set(&self, error: ErrorInfo) {
+        self.update(|r| {
+            r.error_info.get_or_insert(error);
+        });
+    }
+
+    /// Whether the span carries an error of this type.
+    pub(crate) fn has_error_of_type(&self, exception_type: &str) -> bool {
+        self.inner.as_ref().is_some_and(|i| {
+            i.lock().record.as_ref().is_some_and(|r| {
+                r.error_info
+                    .as_ref()
+                    .is_some_and(|e| e.exception_type() == exception_type)
+            })
+        })
+    }
+
+    /// Sets the error without waiting for the span's lock (from a panic hook: the
+    /// panicking thread may hold it). Does nothing when the lock is taken.
+    pub(crate) fn try_set_error(&self, error: ErrorInfo) {
+        if let Some(inner) = &self.inner {
+            let state = match inner.state.try_lock() {
+                Ok(state) => Some(state),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut state) = state
+                && let Some(record) = state.record.as_mut()
+            {
+                record.error_info = Some(error);
+            }
+        }
+    }
+
     /// Sets typed request metadata (the server layer's), written as JSON at export.
     pub(crate) fn update_request(&self, f: impl FnOnce(&mut RequestMetadata)) {
         self.update(|r| f(r.request.get_or_insert_with(RequestMetadata::default)));

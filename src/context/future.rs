@@ -37,9 +37,14 @@ pin_project_lite::pin_project! {
 
 impl<F> Instrumented<F> {
     pub(crate) fn new(inner: F, span: Span) -> Self {
+        Self::new_optional(inner, Some(span))
+    }
+
+    /// With `None`, polls `inner` in whatever context is current.
+    pub(crate) fn new_optional(inner: F, span: Option<Span>) -> Self {
         Self {
             inner: Some(inner),
-            span: Some(span),
+            span,
         }
     }
 

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use crate::span::Span;
 
 mod future;
+pub(crate) mod panic;
 mod stream;
 pub(crate) mod tracked;
 
@@ -66,6 +67,9 @@ pub(crate) fn swap_current(span: Option<Span>) -> Result<Option<Span>, Option<Sp
 
 /// Moves the span out of `slot` into the current-span slot, and back when dropped (on
 /// panic too), restoring whatever was current before.
+///
+/// Entering `None` does nothing: an adapter with no span (a request it does not trace)
+/// leaves the enclosing context as it is.
 pub(crate) struct Entered<'a> {
     slot: &'a mut Option<Span>,
     previous: Option<Span>,
@@ -74,6 +78,13 @@ pub(crate) struct Entered<'a> {
 
 impl<'a> Entered<'a> {
     pub(crate) fn enter(slot: &'a mut Option<Span>) -> Self {
+        if slot.is_none() {
+            return Self {
+                slot,
+                previous: None,
+                active: false,
+            };
+        }
         // If thread-local storage is being torn down the closure does not run and the span
         // stays ours: run without a context rather than lose it.
         match swap_current(slot.take()) {
@@ -96,9 +107,13 @@ impl<'a> Entered<'a> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        if self.active
-            && let Ok(mine) = swap_current(self.previous.take())
-        {
+        if !self.active {
+            return;
+        }
+        if std::thread::panicking() {
+            panic::propagate(self.previous.as_ref());
+        }
+        if let Ok(mine) = swap_current(self.previous.take()) {
             *self.slot = mine;
         }
     }

@@ -1,8 +1,9 @@
 //! The response future: runs the inner service's future inside the request span.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
@@ -13,7 +14,10 @@ use crate::context::Instrumented;
 
 pin_project! {
     /// The future of an [`OpikService`](super::OpikService). The request span is the current
-    /// span on every poll; dropped before the response, it records the request as cancelled.
+    /// span on every poll and while the inner future is dropped. Dropped before the
+    /// response, it records the request as cancelled; a panic that unwinds through it is
+    /// recorded as `Panic` with its message, and then continues (to a `CatchPanicLayer`
+    /// outside, or to the server).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -53,7 +57,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let inner = this.inner;
+        let result = match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(payload) => {
+                if let Some(g) = this.guard.take() {
+                    g.on_panic(&*payload);
+                }
+                resume_unwind(payload)
+            }
+        };
         let mut guard = this.guard.take();
         Poll::Ready(match result {
             Ok(response) => {
@@ -62,7 +76,9 @@ where
                     g.on_response(response.status(), response.headers());
                     bodyless = g.bodyless(response.status());
                 }
-                Ok(response.map(|body| ResponseBody::new(body, guard, bodyless)))
+                let (parts, body) = response.into_parts();
+                let body = ResponseBody::new(body, guard, &parts.headers, bodyless);
+                Ok(Response::from_parts(parts, body))
             }
             Err(error) => {
                 if let Some(g) = guard {

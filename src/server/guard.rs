@@ -56,10 +56,15 @@ impl SpanGuard {
         self.span
             .update_request(|r| r.status = Some(status.as_u16()));
         if status.is_server_error() {
-            self.span.set_error(ErrorInfo::new(
-                "HttpServerError",
-                format!("the service answered {status}"),
-            ));
+            // A panic turned into this answer by a `CatchPanicLayer` inside the layer, or
+            // an error the handler recorded, says more than the status: it wins.
+            match crate::context::panic::take_recent(&self.span) {
+                Some(panic) => self.span.set_error_unless_set(panic),
+                None => self.span.set_error_unless_set(ErrorInfo::new(
+                    "HttpServerError",
+                    format!("the service answered {status}"),
+                )),
+            }
         }
         if self.grpc {
             self.on_grpc_status(headers);
@@ -79,7 +84,7 @@ impl SpanGuard {
                 .and_then(|v| v.to_str().ok())
                 .map(crate::headers::percent_decode)
                 .unwrap_or_default();
-            self.span.set_error(ErrorInfo::new(
+            self.span.set_error_unless_set(ErrorInfo::new(
                 format!("GrpcStatus{}", grpc_code_name(code)),
                 if message.is_empty() {
                     format!("gRPC status {code}")
@@ -93,6 +98,12 @@ impl SpanGuard {
     /// Records an error from the inner service or the body.
     pub(crate) fn on_error(&self, kind: &str, error: &dyn std::fmt::Display) {
         self.span.set_error(ErrorInfo::new(kind, error.to_string()));
+    }
+
+    /// Records a panic caught while polling the inner future or body, and ends the span.
+    pub(crate) fn on_panic(self, payload: &(dyn std::any::Any + Send)) {
+        crate::context::panic::record_caught(&self.span, payload);
+        self.span.end();
     }
 
     /// Ends the span now.

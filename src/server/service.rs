@@ -10,7 +10,7 @@ use super::future::ResponseFuture;
 use super::guard::SpanGuard;
 use super::layer::LayerConfig;
 use super::request::{RequestHead, method_name};
-use crate::context::OpikFutureExt;
+use crate::context::{Entered, Instrumented};
 use crate::headers::{DistributedHeaders, Extracted};
 use crate::span::Span;
 
@@ -68,6 +68,15 @@ impl<S> OpikService<S> {
         if !config.store.is_enabled() {
             return None;
         }
+        // An outer `OpikLayer` (an outer router's, or `layer` beside `route_layer`) traces
+        // this request already: step aside, so that one request is one span.
+        if request
+            .extensions()
+            .get::<Span>()
+            .is_some_and(Span::is_recording)
+        {
+            return None;
+        }
         let head = RequestHead::of(request);
         if config.skip.as_ref().is_some_and(|skip| skip(&head)) {
             return None;
@@ -121,13 +130,14 @@ where
 
     fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
         let guard = self.open_span(&mut request);
-        let span = guard
-            .as_ref()
-            .map(SpanGuard::span)
-            .cloned()
-            .unwrap_or_else(Span::none);
+        // Untraced (skipped, tracing off, an outer layer traces it): the context stays as
+        // it is.
+        let mut span = guard.as_ref().map(SpanGuard::span).cloned();
         // The inner `call` runs in the span too: services that do work there see it.
-        let future = span.in_scope(|| self.inner.call(request));
-        ResponseFuture::new(future.in_span(span), guard)
+        let future = {
+            let _entered = Entered::enter(&mut span);
+            self.inner.call(request)
+        };
+        ResponseFuture::new(Instrumented::new_optional(future, span), guard)
     }
 }
