@@ -27,6 +27,8 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+#[cfg(feature = "macros")]
+mod track;
 mod warn;
 
 pub use config::OpikConfig;
@@ -39,3 +41,9 @@ pub use server::OpikLayer;
 pub use span::Span;
 pub use store::SpanStore;
 pub use time::Timestamp;
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub use track::__private;
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use tower_opik_macros::track;

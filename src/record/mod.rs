@@ -4,7 +4,6 @@
 //! microseconds and `Z`; `input`, `output` and `metadata` are always JSON objects.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,6 +11,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::time::Timestamp;
+
+mod usage;
+
+pub use usage::Usage;
 
 /// A JSON object, the shape Opik wants for `input`, `output` and `metadata`.
 ///
@@ -158,64 +161,6 @@ impl ErrorInfo {
     /// ```
     pub fn traceback(&self) -> &str {
         &self.traceback
-    }
-}
-
-/// Token usage of an LLM call: a map of counter name to an int32 count, as Opik wants it.
-///
-/// ```
-/// use tower_opik::Usage;
-/// let u = Usage::tokens(12, 30);
-/// assert_eq!(u.get("total_tokens"), Some(42));
-/// let u = u.with("cached_tokens", 8);
-/// assert_eq!(serde_json::to_string(&u).unwrap(),
-///     r#"{"cached_tokens":8,"completion_tokens":30,"prompt_tokens":12,"total_tokens":42}"#);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Usage(BTreeMap<String, i32>);
-
-impl Usage {
-    /// Prompt and completion tokens, with their total.
-    ///
-    /// ```
-    /// assert_eq!(tower_opik::Usage::tokens(1, 2).get("total_tokens"), Some(3));
-    /// ```
-    pub fn tokens(prompt: u32, completion: u32) -> Self {
-        Self::default()
-            .with("prompt_tokens", u64::from(prompt))
-            .with("completion_tokens", u64::from(completion))
-            .with("total_tokens", u64::from(prompt) + u64::from(completion))
-    }
-
-    /// Adds or replaces a counter. Counts above `i32::MAX` (Opik's limit) are clamped.
-    ///
-    /// ```
-    /// let u = tower_opik::Usage::default().with("huge", u64::MAX);
-    /// assert_eq!(u.get("huge"), Some(i32::MAX));
-    /// ```
-    pub fn with(mut self, name: impl Into<String>, count: u64) -> Self {
-        self.0
-            .insert(name.into(), i32::try_from(count).unwrap_or(i32::MAX));
-        self
-    }
-
-    /// A counter's value.
-    ///
-    /// ```
-    /// assert_eq!(tower_opik::Usage::default().get("x"), None);
-    /// ```
-    pub fn get(&self, name: &str) -> Option<i32> {
-        self.0.get(name).copied()
-    }
-
-    /// Whether no counter is set.
-    ///
-    /// ```
-    /// assert!(tower_opik::Usage::default().is_empty());
-    /// ```
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
