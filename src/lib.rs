@@ -6,6 +6,7 @@ pub mod config;
 pub mod context;
 mod error;
 pub mod headers;
+mod grpc;
 pub mod id;
 #[cfg(feature = "otel")]
 pub mod otel;
@@ -26,6 +27,8 @@ pub mod span;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 mod time;
 #[cfg(feature = "macros")]
 mod track;

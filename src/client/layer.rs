@@ -9,8 +9,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::options::{ClientOptions, after_response};
-use crate::span::Span;
+use super::body::ClientResponseBody;
+use super::options::{ClientOptions, ClientSpan, after_response};
 
 /// Injects the current span's `opik_trace_id` / `opik_parent_span_id` into every request
 /// (nothing when there is no current span), optionally opening a client span per call.
@@ -69,7 +69,7 @@ where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: std::fmt::Display,
 {
-    type Response = Response<ResB>;
+    type Response = Response<ClientResponseBody<ResB>>;
     type Error = S::Error;
     type Future = ClientFuture<S::Future>;
 
@@ -94,7 +94,9 @@ where
 
 pin_project! {
     /// The future of an [`OpikClientService`]: ends the client span when the answer's head
-    /// arrives or the call fails (and marks it cancelled if dropped first).
+    /// arrives or the call fails (and marks it cancelled if dropped first); for a gRPC call
+    /// answered with a stream, hands it to the [`ClientResponseBody`], which ends it at the
+    /// trailers.
     ///
     /// ```
     /// fn assert_future<F: std::future::Future>(_: &F) {}
@@ -104,12 +106,12 @@ pin_project! {
     pub struct ClientFuture<F> {
         #[pin]
         inner: F,
-        span: Option<Span>,
+        span: Option<ClientSpan>,
     }
 
     impl<F> PinnedDrop for ClientFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(span) = this.project().span.take() {
+            if let Some(ClientSpan { span, .. }) = this.project().span.take() {
                 span.set_error(crate::ErrorInfo::new("Cancelled", "the call was dropped before the answer"));
                 span.end();
             }
@@ -122,15 +124,23 @@ where
     F: Future<Output = Result<Response<ResB>, E>>,
     E: std::fmt::Display,
 {
-    type Output = F::Output;
+    type Output = Result<Response<ClientResponseBody<ResB>>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        match &result {
-            Ok(response) => after_response(this.span.take(), Ok(response.status())),
-            Err(e) => after_response(this.span.take(), Err(e)),
-        }
-        Poll::Ready(result)
+        Poll::Ready(match result {
+            Ok(response) => {
+                let unfinished = after_response(
+                    this.span.take(),
+                    Ok((response.status(), response.headers())),
+                );
+                Ok(response.map(|body| ClientResponseBody::new(body, unfinished.map(|c| c.span))))
+            }
+            Err(e) => {
+                after_response(this.span.take(), Err(&e));
+                Err(e)
+            }
+        })
     }
 }

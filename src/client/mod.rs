@@ -2,12 +2,14 @@
 //! ([`OpikMiddleware`], feature `reqwest-middleware`) or any tower client
 //! ([`OpikClientLayer`]: hyper-util clients, tonic `Channel`s).
 
+mod body;
 mod layer;
 mod options;
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
 
+pub use body::ClientResponseBody;
 pub use layer::{ClientFuture, OpikClientLayer, OpikClientService};
-pub use options::Propagation;
+pub use options::{ClientSpanName, Propagation};
 #[cfg(feature = "reqwest-middleware")]
 pub use reqwest::OpikMiddleware;

@@ -28,6 +28,39 @@ pub enum Propagation {
     Disabled,
 }
 
+/// The name of the client span of one request, put in its extensions (reqwest-middleware's
+/// `with_extension`, or `http::Request::extensions_mut`), as reqwest-tracing's `OtelName`.
+/// Without it an HTTP client span is named `METHOD host` (low-cardinality: never the path,
+/// which holds ids) and a gRPC one `package.Service/Method`.
+///
+/// ```
+/// use tower_opik::client::ClientSpanName;
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(ClientSpanName::new("openai chat completion"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSpanName(pub std::borrow::Cow<'static, str>);
+
+impl ClientSpanName {
+    /// A client span name.
+    ///
+    /// ```
+    /// let name = tower_opik::client::ClientSpanName::new("users lookup");
+    /// assert_eq!(name.0, "users lookup");
+    /// ```
+    pub fn new(name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self(name.into())
+    }
+}
+
+/// A client span in flight, and whether its call is gRPC (then its status comes in the
+/// answer's trailers).
+#[derive(Debug)]
+pub(crate) struct ClientSpan {
+    pub(crate) span: Span,
+    pub(crate) grpc: bool,
+}
+
 /// Options shared by [`OpikMiddleware`](super::OpikMiddleware) and
 /// [`OpikClientLayer`](super::OpikClientLayer).
 #[derive(Clone, Debug, Default)]
@@ -153,7 +186,7 @@ impl ClientOptions {
         uri: &Uri,
         headers: &mut HeaderMap,
         extensions: &http::Extensions,
-    ) -> Option<Span> {
+    ) -> Option<ClientSpan> {
         let (ids, client_span) = match extensions.get::<Propagation>() {
             Some(Propagation::Disabled) => return None,
             Some(Propagation::Parent(ids)) => (Some(*ids), None),
@@ -162,13 +195,13 @@ impl ClientOptions {
                 if current.is_none() {
                     return None;
                 }
-                let span = self.client_spans.then(|| {
-                    let span = current.child(client_span_name(method, uri, headers));
-                    span.set_metadata("http.method", method.as_str());
-                    span.set_metadata("http.url", url_without_query(uri));
-                    span
-                });
-                let ids = span.as_ref().unwrap_or(&current).distributed_headers();
+                let span = self
+                    .client_spans
+                    .then(|| open_client_span(&current, method, uri, headers, extensions));
+                let ids = span
+                    .as_ref()
+                    .map_or(&current, |s| &s.span)
+                    .distributed_headers();
                 (ids, span)
             }
         };
@@ -184,14 +217,46 @@ impl ClientOptions {
     }
 }
 
-/// Records the answer (or the failure) on a client span and ends it.
+/// Opens the client span of a call: named by a [`ClientSpanName`] extension, else
+/// `package.Service/Method` with `rpc.*` metadata for gRPC (OpenTelemetry's RPC
+/// conventions), else `METHOD host`.
+fn open_client_span(
+    current: &Span,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> ClientSpan {
+    let grpc = crate::grpc::is_grpc(headers);
+    let rpc = grpc
+        .then(|| crate::grpc::service_and_method(uri.path()))
+        .flatten();
+    let name = match (extensions.get::<ClientSpanName>(), rpc) {
+        (Some(name), _) => name.0.clone(),
+        (None, Some((service, rpc_method))) => format!("{service}/{rpc_method}").into(),
+        (None, None) => format!("{method} {}", uri.host().unwrap_or("-")).into(),
+    };
+    let span = current.child(name);
+    span.set_metadata("http.method", method.as_str());
+    span.set_metadata("http.url", url_without_query(uri));
+    if let Some((service, rpc_method)) = rpc {
+        span.set_metadata("rpc.system", "grpc");
+        span.set_metadata("rpc.service", service);
+        span.set_metadata("rpc.method", rpc_method);
+    }
+    ClientSpan { span, grpc }
+}
+
+/// Records the answer's head (or the failure) on a client span. Ends it and returns
+/// `None`, except for a gRPC answer whose status is still to come in the trailers: then
+/// the span is returned, for the response body to end.
 pub(crate) fn after_response(
-    span: Option<Span>,
-    outcome: Result<http::StatusCode, &dyn std::fmt::Display>,
-) {
-    let Some(span) = span else { return };
+    span: Option<ClientSpan>,
+    outcome: Result<(http::StatusCode, &HeaderMap), &dyn std::fmt::Display>,
+) -> Option<ClientSpan> {
+    let ClientSpan { span, grpc } = span?;
     match outcome {
-        Ok(status) => {
+        Ok((status, headers)) => {
             span.set_metadata("http.status_code", status.as_u16());
             if status.is_server_error() {
                 span.set_error(ErrorInfo::new(
@@ -199,23 +264,29 @@ pub(crate) fn after_response(
                     format!("the server answered {status}"),
                 ));
             }
+            if grpc && status.is_success() {
+                // A trailers-only answer carries the status in its headers.
+                if !on_grpc_status(&span, headers) {
+                    return Some(ClientSpan { span, grpc });
+                }
+            }
         }
         Err(e) => span.set_error(ErrorInfo::new("HttpClientError", e.to_string())),
     }
     span.end();
+    None
 }
 
-/// `POST api.internal/generate`: method, host and path, never the query; for gRPC, the
-/// `/package.Service/Method` path as on the server side.
-fn client_span_name(method: &Method, uri: &Uri, headers: &HeaderMap) -> String {
-    let grpc = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
-        return uri.path().to_owned();
+/// Records a gRPC status found in `map` on a client span; whether there was one.
+pub(crate) fn on_grpc_status(span: &Span, map: &HeaderMap) -> bool {
+    let Some(code) = crate::grpc::status_code(map) else {
+        return false;
+    };
+    span.set_metadata("grpc.status_code", code);
+    if code != 0 {
+        span.set_error(crate::grpc::status_error(code, map));
     }
-    format!("{method} {}{}", uri.host().unwrap_or_default(), uri.path())
+    true
 }
 
 fn url_without_query(uri: &Uri) -> String {

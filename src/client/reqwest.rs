@@ -43,9 +43,14 @@ impl Middleware for OpikMiddleware {
             .options
             .before_send(&method, &uri, request.headers_mut(), extensions);
         let result = next.run(request, extensions).await;
-        match &result {
-            Ok(response) => after_response(span, Ok(response.status())),
+        // reqwest answers with the head: the client span ends there (its body, and for
+        // gRPC over reqwest its trailers, are the caller's to read).
+        let unfinished = match &result {
+            Ok(response) => after_response(span, Ok((response.status(), response.headers()))),
             Err(e) => after_response(span, Err(e)),
+        };
+        if let Some(client) = unfinished {
+            client.span.end();
         }
         result
     }

@@ -73,25 +73,13 @@ impl SpanGuard {
 
     /// Reads `grpc-status` / `grpc-message` from headers or trailers.
     pub(crate) fn on_grpc_status(&self, map: &HeaderMap) {
-        let Some(code) = map.get("grpc-status").and_then(|v| v.to_str().ok()) else {
+        let Some(code) = crate::grpc::status_code(map) else {
             return;
         };
-        let code = code.trim().parse::<i32>().unwrap_or(2); // UNKNOWN
         self.span.update_request(|r| r.grpc_status = Some(code));
         if code != 0 {
-            let message = map
-                .get("grpc-message")
-                .and_then(|v| v.to_str().ok())
-                .map(crate::headers::percent_decode)
-                .unwrap_or_default();
-            self.span.set_error_unless_set(ErrorInfo::new(
-                format!("GrpcStatus{}", grpc_code_name(code)),
-                if message.is_empty() {
-                    format!("gRPC status {code}")
-                } else {
-                    message
-                },
-            ));
+            self.span
+                .set_error_unless_set(crate::grpc::status_error(code, map));
         }
     }
 
@@ -134,27 +122,5 @@ impl SpanGuard {
 impl Drop for SpanGuard {
     fn drop(&mut self) {
         self.cancel();
-    }
-}
-
-fn grpc_code_name(code: i32) -> &'static str {
-    match code {
-        1 => "Cancelled",
-        2 => "Unknown",
-        3 => "InvalidArgument",
-        4 => "DeadlineExceeded",
-        5 => "NotFound",
-        6 => "AlreadyExists",
-        7 => "PermissionDenied",
-        8 => "ResourceExhausted",
-        9 => "FailedPrecondition",
-        10 => "Aborted",
-        11 => "OutOfRange",
-        12 => "Unimplemented",
-        13 => "Internal",
-        14 => "Unavailable",
-        15 => "DataLoss",
-        16 => "Unauthenticated",
-        _ => "Unknown",
     }
 }

@@ -97,10 +97,7 @@ impl<'a> RequestHead<'a> {
     /// assert!(tower_opik::server::RequestHead::of(&req).is_grpc());
     /// ```
     pub fn is_grpc(&self) -> bool {
-        self.headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/grpc"))
+        crate::grpc::is_grpc(self.headers)
     }
 
     /// The route template when the router recorded one (axum's `MatchedPath`, with the
