@@ -41,6 +41,15 @@ fn expected_tree() -> Vec<(usize, String, String)> {
     ]
 }
 
+/// The streamed call's tree, printed after the plain one by the one-command run.
+fn expected_streamed_tree() -> Vec<(usize, String, String)> {
+    vec![
+        (1, "client: ask (streamed)".into(), "general".into()),
+        (2, "POST /generate_response/stream".into(), "general".into()),
+        (3, "llm call (streamed)".into(), "llm".into()),
+    ]
+}
+
 #[test]
 fn the_one_command_run_prints_one_trace_client_server_llm() {
     let output = Command::new(example())
@@ -54,8 +63,28 @@ fn the_one_command_run_prints_one_trace_client_server_llm() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(tree_lines(&stdout), expected_tree(), "{stdout}");
+    let both: Vec<_> = expected_tree()
+        .into_iter()
+        .chain(expected_streamed_tree())
+        .collect();
+    assert_eq!(tree_lines(&stdout), both, "{stdout}");
     assert!(stdout.contains("trace \"client: ask\""), "{stdout}");
+    // The streamed llm span: its time to first token, the whole answer, the usage of its
+    // last chunk.
+    let streamed = stdout
+        .lines()
+        .find(|l| l.starts_with("the streamed llm span:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        streamed.contains(r#"output {"output":"A short streamed answer to: "#),
+        "{streamed}"
+    );
+    assert!(streamed.contains(r#""total_tokens":"#), "{streamed}");
+    let llm_line = stdout
+        .lines()
+        .find(|l| l.contains("llm call (streamed) [llm]"))
+        .unwrap();
+    assert!(llm_line.contains(" ttft "), "{llm_line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

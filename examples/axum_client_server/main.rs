@@ -1,6 +1,8 @@
 //! Two services, one Opik trace: a client service creates the trace and calls a server
 //! service's `POST /generate_response` through the propagation middleware; the server, behind
-//! `OpikLayer`, answers from a handler that opens a nested `llm` span.
+//! `OpikLayer`, answers from a handler that opens a nested `llm` span. Then the same through
+//! `POST /generate_response/stream`, answered as server-sent events from a streamed `llm`
+//! span (time to first token, the whole answer and the usage recorded when it ends).
 //!
 //! ```text
 //! cargo run --example axum_client_server                      # both services + LocalOpik, prints the trace
@@ -114,6 +116,8 @@ async fn demo() -> Result {
 
     let trace_id = client::call(&client_store, &server_url, DEFAULT_PROMPT).await?;
     println!("client called the server: trace {trace_id}");
+    let streamed_id = client::call_stream(&client_store, &server_url, DEFAULT_PROMPT).await?;
+    println!("client called the server's streaming route: trace {streamed_id}");
     server.abort();
     for (who, store) in [("client", &client_store), ("server", &server_store)] {
         let report = store.shutdown(FLUSH_TIMEOUT).await;
@@ -124,13 +128,24 @@ async fn demo() -> Result {
     }
     match local {
         Some(opik) => {
-            let tree = opik
-                .trace_tree(trace_id.to_string())
-                .ok_or("the trace did not reach LocalOpik")?;
-            println!("\n{tree}");
+            for id in [trace_id, streamed_id] {
+                let tree = opik
+                    .trace_tree(id.to_string())
+                    .ok_or("the trace did not reach LocalOpik")?;
+                println!("\n{tree}");
+            }
+            let streamed = opik
+                .spans()
+                .into_iter()
+                .find(|s| s["name"] == "llm call (streamed)")
+                .ok_or("the streamed llm span did not reach LocalOpik")?;
+            println!(
+                "the streamed llm span: ttft {} ms, output {}, usage {}",
+                streamed["ttft"], streamed["output"], streamed["usage"]
+            );
         }
         None => println!(
-            "\nsent trace {trace_id} to {} (workspace {:?}, project {:?}): open it in the Opik UI",
+            "\nsent traces {trace_id} and {streamed_id} to {} (workspace {:?}, project {:?}): open them in the Opik UI",
             config.url(),
             config.workspace(),
             config.project_name()

@@ -309,9 +309,13 @@ impl std::fmt::Display for TraceTree {
             )?,
         }
         fn node(f: &mut std::fmt::Formatter<'_>, n: &SpanNode, depth: usize) -> std::fmt::Result {
+            let ttft = n.span["ttft"]
+                .as_f64()
+                .map(|ms| format!(" ttft {ms:.1} ms"))
+                .unwrap_or_default();
             writeln!(
                 f,
-                "{:indent$}└─ {} [{}] {} {}",
+                "{:indent$}└─ {} [{}] {}{ttft} {}",
                 "",
                 n.name(),
                 n.span_type(),
