@@ -64,7 +64,7 @@ pub mod __private {
     /// A captured argument must be `Serialize`: this trait carries the compile error that
     /// says so (and what to do about it).
     #[diagnostic::on_unimplemented(
-        message = "`#[track]` captures the argument `{Self}` as the span's input, but it does not implement `serde::Serialize`",
+        message = "`#[track]` captures this argument as the span's input, but its type `{Self}` does not implement `serde::Serialize`",
         label = "captured as input, not `Serialize`",
         note = "add the argument's name to `ignore_arguments = [\"...\"]`, or set `capture_input = false` (the Opik Python SDK's `@track` options)"
     )]

@@ -141,6 +141,8 @@ enum Output {
         erased: Type,
         in_result: bool,
         boxed: bool,
+        /// Where items that are not `StreamChunk` are reported.
+        span: Span,
     },
 }
 
@@ -165,24 +167,16 @@ impl Output {
             }
             return Ok(Output::Value { erased, span });
         }
-        if is_impl_stream(&ty) {
-            return Ok(Output::Stream {
-                erased,
-                in_result: false,
-                boxed: false,
-            });
-        }
-        Ok(match ok {
-            Some(ok) => Output::Stream {
-                erased,
-                in_result: true,
-                boxed: !is_impl_stream(ok),
-            },
-            None => Output::Stream {
-                erased,
-                in_result: false,
-                boxed: true,
-            },
+        let (in_result, boxed) = match ok {
+            _ if is_impl_stream(&ty) => (false, false),
+            Some(ok) => (true, !is_impl_stream(ok)),
+            None => (false, true),
+        };
+        Ok(Output::Stream {
+            erased,
+            in_result,
+            boxed,
+            span,
         })
     }
 
@@ -371,17 +365,23 @@ fn finish(options: &Options, output: &Output, span: &Ident, out: &Ident) -> Toke
             }
         }
         Output::Stream {
-            in_result, boxed, ..
+            in_result,
+            boxed,
+            span: ret_span,
+            ..
         } => {
             let stream = Ident::new("__opik_stream", Span::mixed_site());
+            // Spanned at the return type: items that are not `StreamChunk` are reported there.
             let tracked = match (&options.generations_aggregator, options.capture_output) {
-                (Some(f), _) => {
-                    quote!(::tower_opik::__private::stream_with(#span, #stream, #f))
-                }
-                (None, Some(false)) => {
-                    quote!(::tower_opik::__private::stream_no_output(#span, #stream))
-                }
-                (None, _) => quote!(::tower_opik::__private::stream_text(#span, #stream)),
+                (Some(f), _) => quote_spanned! {*ret_span=>
+                    ::tower_opik::__private::stream_with(#span, #stream, #f)
+                },
+                (None, Some(false)) => quote_spanned! {*ret_span=>
+                    ::tower_opik::__private::stream_no_output(#span, #stream)
+                },
+                (None, _) => quote_spanned! {*ret_span=>
+                    ::tower_opik::__private::stream_text(#span, #stream)
+                },
             };
             let tracked = if *boxed {
                 quote!(::std::boxed::Box::pin(#tracked))
