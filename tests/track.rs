@@ -499,3 +499,101 @@ async fn top_level_calls_start_a_trace_in_the_global_store() {
     assert!(pending.get("end_time").is_some());
     assert_eq!(opik.traces().len(), 3);
 }
+
+// ---- signatures -----------------------------------------------------------------------
+
+struct Counter {
+    hits: u32,
+    label: String,
+}
+
+trait Lookup {
+    async fn lookup(&mut self, key: &str) -> Option<u32>;
+}
+
+impl Lookup for Counter {
+    #[track]
+    async fn lookup(&mut self, key: &str) -> Option<u32> {
+        self.hits += 1;
+        (key == "hit").then_some(self.hits)
+    }
+}
+
+impl Counter {
+    /// A borrowed return value.
+    #[track]
+    fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+/// Destructured arguments are captured under the names they bind; `_` is not.
+#[track]
+fn area((width, height): (u32, u32), _: u8) -> u32 {
+    width * height
+}
+
+#[track]
+fn first<'a, T>(items: &'a [T]) -> Option<&'a T>
+where
+    T: Serialize,
+{
+    items.first()
+}
+
+#[track]
+fn boxed_error(fail: bool) -> Result<u8, Box<dyn std::error::Error + Send + Sync>> {
+    if fail {
+        Err(ConfigError::from(std::io::Error::other("inner")))?;
+    }
+    Ok(1)
+}
+
+#[tokio::test]
+async fn references_traits_patterns_and_boxed_errors() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let root = store.root_span("request");
+    let mut counter = Counter {
+        hits: 0,
+        label: "c".into(),
+    };
+    let hit = tower_opik::spawn(
+        async move {
+            let hit = counter.lookup("hit").await; // Send: spawned
+            (hit, counter)
+        }
+        .in_span(root.clone()),
+    );
+    let (hit, counter) = hit.await.unwrap();
+    assert_eq!(hit, Some(1));
+    root.in_scope(|| {
+        assert_eq!(counter.label(), "c");
+        assert_eq!(area((3, 4), 0), 12);
+        assert_eq!(first(&["x", "y"]), Some(&"x"));
+        assert!(boxed_error(true).is_err());
+    });
+    root.end();
+    flushed(&store).await;
+
+    assert_eq!(span_named(&opik, "lookup")["input"], json!({"key": "hit"}));
+    assert_eq!(span_named(&opik, "lookup")["output"], json!({"output": 1}));
+    assert_eq!(span_named(&opik, "label")["output"], json!({"output": "c"}));
+    let area = span_named(&opik, "area");
+    assert_eq!(area["input"], json!({"width": 3, "height": 4}));
+    assert_eq!(
+        span_named(&opik, "first")["input"],
+        json!({"items": ["x", "y"]})
+    );
+    let error = &span_named(&opik, "boxed_error")["error_info"];
+    assert!(
+        error["exception_type"]
+            .as_str()
+            .unwrap()
+            .starts_with("alloc::boxed::Box<dyn")
+    );
+    assert_eq!(
+        error["traceback"], "cannot read the config\ncaused by: inner",
+        "the chain through the box"
+    );
+}

@@ -349,10 +349,13 @@ fn finish(options: &Options, output: &Output, span: &Ident, out: &Ident) -> Toke
             let record_output = if options.capture_output == Some(false) {
                 quote!()
             } else {
-                quote_spanned! {*ret_span=> {
+                // Only the method is spanned at the return type: a non-`Serialize` output
+                // is reported there, while the rest stays macro code (no lints on it).
+                let method = Ident::new("__opik_output", *ret_span);
+                quote! {{
                     #[allow(unused_imports)]
                     use ::tower_opik::__private::outcome::*;
-                    (&&Captured(&#out)).__opik_output(&#span);
+                    (&&Captured(&#out)).#method(&#span);
                 }}
             };
             quote! {
