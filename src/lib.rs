@@ -45,8 +45,8 @@ pub use span::Span;
 pub use store::SpanStore;
 pub use time::Timestamp;
 #[cfg(feature = "macros")]
-#[doc(hidden)]
-pub use track::__private;
-#[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use tower_opik_macros::track;
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub use track::__private;
