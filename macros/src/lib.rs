@@ -99,6 +99,15 @@ use proc_macro::TokenStream;
 /// usage from the item that carries it, and the span ends when the stream ends or is
 /// dropped, as the Python SDK ends a generator's span when it is exhausted.
 ///
+/// # Limits
+///
+/// - A `fn` that returns `impl Future` is timed until it returns the future, not until the
+///   future completes: write it as an `async fn`.
+/// - The generated code names the crate `::tower_opik`: depend on it under that name.
+/// - Stream items must implement `tower_opik::stream::StreamChunk`, also with
+///   `generations_aggregator` or `capture_output = false` (then only their usage and
+///   errors are read).
+///
 /// # Compile errors
 ///
 /// An unknown option, a bad `type`, a captured argument or output that is not
