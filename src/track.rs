@@ -22,10 +22,11 @@ pub mod __private {
     use crate::store::SpanStore;
     use crate::stream::{Aggregate, StreamChunk, TrackedStream};
 
-    /// Opens the span of a tracked function: a child of the current span; with none, the
-    /// root of a new trace in [`SpanStore::global`] (in `project_name` when given, as the
-    /// Python SDK's `project_name` applies to the trace a function starts); with neither,
-    /// a span that records nothing (counted as opened from no current span).
+    /// Opens the span of a tracked function: a child of the current span (in its trace's
+    /// project, whatever `project_name` says, as the Python SDK's
+    /// `decorator/span_creation_handler.py` resolves a child's project); with none, the
+    /// root of a new trace in [`SpanStore::global`], in `project_name` when given; with
+    /// neither, a span that records nothing (counted as opened from no current span).
     pub fn start(
         name: impl Into<Cow<'static, str>>,
         span_type: SpanType,
