@@ -37,7 +37,7 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
     }
     let arguments = arguments(&item);
     check_ignored(&options, &arguments)?;
-    let output = Output::of(&sig.output, &options)?;
+    let output = Output::of(&sig.output, sig.asyncness.is_some(), &options)?;
 
     let span = Ident::new("__opik_span", Span::mixed_site());
     let out = Ident::new("__opik_out", Span::mixed_site());
@@ -134,6 +134,9 @@ enum Output {
         erased: Type,
         /// Where a non-`Serialize` output is reported.
         span: Span,
+        /// A `fn` returning `impl Future`: the value is the future's output, and the span
+        /// ends when the future completes.
+        future: bool,
     },
     /// A stream, tracked as the span; `in_result`: `Result<stream, E>`; `boxed`: the
     /// declared type is a boxed stream (`Pin<Box<dyn Stream>>`, `BoxStream`).
@@ -147,7 +150,7 @@ enum Output {
 }
 
 impl Output {
-    fn of(output: &ReturnType, options: &Options) -> syn::Result<Self> {
+    fn of(output: &ReturnType, is_async: bool, options: &Options) -> syn::Result<Self> {
         let (ty, span): (Type, Span) = match output {
             ReturnType::Default => (syn::parse_quote!(()), Span::call_site()),
             ReturnType::Type(_, ty) => ((**ty).clone(), ty.span()),
@@ -165,7 +168,12 @@ impl Output {
                      (`impl Stream<Item = ...>`, or add the `stream` option)",
                 ));
             }
-            return Ok(Output::Value { erased, span });
+            let future = !is_async && is_impl(&ty, "Future");
+            return Ok(Output::Value {
+                erased,
+                span,
+                future,
+            });
         }
         let (in_result, boxed) = match ok {
             _ if is_impl_stream(&ty) => (false, false),
@@ -204,13 +212,18 @@ impl VisitMut for EraseImplTrait {
 
 /// `impl Stream<Item = T> (+ ...)`.
 fn is_impl_stream(ty: &Type) -> bool {
+    is_impl(ty, "Stream")
+}
+
+/// `impl Trait<...> (+ ...)` where a bound's path ends in `name`.
+fn is_impl(ty: &Type, name: &str) -> bool {
     match ty {
         Type::ImplTrait(i) => i.bounds.iter().any(|b| {
             matches!(b, syn::TypeParamBound::Trait(t)
-                if t.path.segments.last().is_some_and(|s| s.ident == "Stream"))
+                if t.path.segments.last().is_some_and(|s| s.ident == name))
         }),
-        Type::Paren(p) => is_impl_stream(&p.elem),
-        Type::Group(g) => is_impl_stream(&g.elem),
+        Type::Paren(p) => is_impl(&p.elem, name),
+        Type::Group(g) => is_impl(&g.elem, name),
         _ => false,
     }
 }
@@ -345,7 +358,11 @@ fn finish(options: &Options, output: &Output, span: &Ident, out: &Ident) -> Toke
         (&&&&&&&&ErrorOf(&#out)).__opik_error(&#span);
     }};
     match output {
-        Output::Value { span: ret_span, .. } => {
+        Output::Value {
+            span: ret_span,
+            future,
+            ..
+        } => {
             let record_output = if options.capture_output == Some(false) {
                 quote!()
             } else {
@@ -358,13 +375,29 @@ fn finish(options: &Options, output: &Output, span: &Ident, out: &Ident) -> Toke
                     (&&Captured(&#out)).#method(&#span);
                 }}
             };
-            quote! {
+            let record = quote! {
                 if !::tower_opik::Span::is_none(&#span) {
                     #record_error
                     #record_output
                 }
                 ::tower_opik::Span::end(&#span);
                 #out
+            };
+            if !*future {
+                return record;
+            }
+            // The body made the future (inside the span); the span ends with its output.
+            let future = Ident::new("__opik_future", Span::mixed_site());
+            quote! {
+                let #future = #out;
+                async move {
+                    let #out = ::tower_opik::OpikFutureExt::in_span(
+                        #future,
+                        ::core::clone::Clone::clone(&#span),
+                    )
+                    .await;
+                    #record
+                }
             }
         }
         Output::Stream {

@@ -44,6 +44,11 @@ use proc_macro::TokenStream;
 /// # }
 /// ```
 ///
+/// A `fn` that returns `impl Future<Output = T>` is treated as an `async fn`: its span
+/// opens when it is called, the future runs in it, and `T` is the recorded result. (A
+/// future returned under another type, such as `Pin<Box<dyn Future>>` from
+/// `#[async_trait]`, is a plain value: prefer `async fn`.)
+///
 /// # Where the span goes
 ///
 /// - It is a child of the current span (an [`OpikLayer`] request, another `#[track]`
@@ -101,8 +106,6 @@ use proc_macro::TokenStream;
 ///
 /// # Limits
 ///
-/// - A `fn` that returns `impl Future` is timed until it returns the future, not until the
-///   future completes: write it as an `async fn`.
 /// - The generated code names the crate `::tower_opik`: depend on it under that name.
 /// - Stream items must implement `tower_opik::stream::StreamChunk`, also with
 ///   `generations_aggregator` or `capture_output = false` (then only their usage and
