@@ -55,11 +55,7 @@ pub mod __private {
     /// The span in the current-span slot, `None` when the slot is empty (which
     /// `current_span()` cannot tell apart from a current `Span::none()`).
     fn current() -> Option<Span> {
-        let span = crate::context::swap_current(None).ok()?;
-        // Put it back at once; `Err` means thread-local storage is being torn down, and
-        // then nothing was taken.
-        let _ = crate::context::swap_current(span.clone());
-        span
+        crate::context::try_current_span()
     }
 
     /// A captured argument must be `Serialize`: this trait carries the compile error that
@@ -166,10 +162,10 @@ pub mod __private {
     ) -> TrackedStream<S, crate::stream::CollectWith<S::Item, F>>
     where
         S: Stream,
-        S::Item: TrackedItem + Clone,
+        S::Item: Clone,
         F: FnOnce(&[S::Item]) -> Value,
     {
-        span.track_stream(stream).aggregate_with(f)
+        span.track_stream_with(stream, crate::stream::CollectWith::new(f))
     }
 
     /// Tracks a returned stream with `capture_output = false`: usage and errors from the

@@ -54,6 +54,25 @@ impl<B> ClientResponseBody<B> {
     pub(crate) fn new(inner: B, span: Option<Span>) -> Self {
         Self { inner, span }
     }
+
+    /// The inner body.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// let client = ServiceBuilder::new()
+    ///     .layer(tower_opik::client::OpikClientLayer::new())
+    ///     .service_fn(|_req: http::Request<()>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(7))
+    ///     });
+    /// let response = client.oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(*response.body().get_ref(), 7);
+    /// # }
+    /// ```
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
 }
 
 impl<B> Body for ClientResponseBody<B>

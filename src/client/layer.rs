@@ -28,7 +28,7 @@ use super::options::{ClientOptions, ClientSpan, after_response};
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(req.headers().len()))
 ///     });
 /// let response = client.oneshot(http::Request::new(())).await.unwrap();
-/// assert_eq!(*response.body(), 0); // no current span: nothing sent
+/// assert_eq!(*response.body().get_ref(), 0); // no current span: nothing sent
 /// # }
 /// ```
 #[derive(Clone, Debug, Default)]

@@ -54,10 +54,16 @@ pub fn current_span() -> Span {
         .unwrap_or_else(Span::detached)
 }
 
+/// The span in the current-span slot, `None` when it is empty (which [`current_span`]
+/// cannot tell apart from a current [`Span::none`]: an untraced request).
+#[cfg_attr(not(feature = "macros"), allow(dead_code))]
+pub(crate) fn try_current_span() -> Option<Span> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
 /// Puts `span` in the current-span slot and returns what was there (for adapters whose
 /// enter and exit are separate calls, such as a `tracing` layer's `on_enter`/`on_exit`).
 /// `None` when thread-local storage is being torn down (then nothing changed).
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn swap_current(span: Option<Span>) -> Result<Option<Span>, Option<Span>> {
     let mut span = span;
     CURRENT

@@ -184,6 +184,23 @@ impl<Item, F> fmt::Debug for CollectWith<Item, F> {
     }
 }
 
+impl<Item, F: FnOnce(&[Item]) -> Value> CollectWith<Item, F> {
+    /// An aggregation that hands all the items to `f` at the end, for
+    /// [`Span::track_stream_with`] (any item type: no [`StreamChunk`] needed).
+    ///
+    /// ```
+    /// use tower_opik::stream::CollectWith;
+    /// let agg = CollectWith::new(|items: &[u32]| serde_json::json!({"sum": items.iter().sum::<u32>()}));
+    /// # let _ = agg;
+    /// ```
+    pub fn new(f: F) -> Self {
+        Self {
+            items: Vec::new(),
+            f,
+        }
+    }
+}
+
 impl<Item: Clone, F: FnOnce(&[Item]) -> Value> Aggregate<Item> for CollectWith<Item, F> {
     fn observe(&mut self, item: &Item, _span: &Span) {
         self.items.push(item.clone());
@@ -301,12 +318,35 @@ impl Span {
         S: Stream,
         S::Item: StreamChunk,
     {
+        self.track_stream_with(stream, TextAggregator::default())
+    }
+
+    /// Tracks a streamed answer as this span, with your aggregation: any item type (no
+    /// [`StreamChunk`] needed). [`CollectWith::new`] takes a closure over all the items,
+    /// like the Python SDK's `generations_aggregator`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use futures_util::StreamExt;
+    /// use tower_opik::stream::CollectWith;
+    /// let span = tower_opik::Span::none();
+    /// let scores = futures_util::stream::iter([0.2_f64, 0.9]);
+    /// let best = CollectWith::new(|s: &[f64]| serde_json::json!({"best": s.iter().cloned().fold(0.0, f64::max)}));
+    /// assert_eq!(span.track_stream_with(scores, best).count().await, 2);
+    /// # }
+    /// ```
+    pub fn track_stream_with<S, A>(self, stream: S, aggregator: A) -> TrackedStream<S, A>
+    where
+        S: Stream,
+        A: Aggregate<S::Item>,
+    {
         TrackedStream {
             inner: stream,
             tracker: Tracker {
                 span: Some(self),
-                aggregator: Some(TextAggregator::default()),
-                finish: <TextAggregator as Aggregate<S::Item>>::finish,
+                aggregator: Some(aggregator),
+                finish: <A as Aggregate<S::Item>>::finish,
                 items: 0,
             },
         }
@@ -335,10 +375,7 @@ impl<S: Stream, A> TrackedStream<S, A> {
         S::Item: Clone,
         F: FnOnce(&[S::Item]) -> Value,
     {
-        self.aggregator(CollectWith {
-            items: Vec::new(),
-            f,
-        })
+        self.aggregator(CollectWith::new(f))
     }
 
     /// Replaces the aggregation with your own [`Aggregate`] (call it before the first
