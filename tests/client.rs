@@ -13,7 +13,7 @@ use serde_json::Value;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tower_opik::client::{OpikClientLayer, OpikMiddleware, Propagation};
+use tower_opik::client::{ClientSpanName, OpikClientLayer, OpikMiddleware, Propagation};
 use tower_opik::server::OpikSpan;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{DistributedHeaders, DistributedScope, OpikFutureExt, OpikLayer, SpanStore};
@@ -60,12 +60,21 @@ async fn server_spans_nest_under_the_calling_span() {
         let http = client(OpikMiddleware::new().client_spans(client_spans));
         let root = store.root_span(format!("caller {client_spans}"));
         async {
-            let resp = http
-                .get(format!("http://{addr}/leaf?q=1"))
+            // Two ids in the path, one span name: method and host.
+            for id in [41, 42] {
+                let resp = http
+                    .get(format!("http://{addr}/leaf?q={id}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.text().await.unwrap(), "leaf");
+            }
+            // A name the caller sets for one request, as reqwest-tracing's OtelName.
+            http.get(format!("http://{addr}/leaf"))
+                .with_extension(ClientSpanName::new("leaf lookup"))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.text().await.unwrap(), "leaf");
         }
         .in_span(root.clone())
         .await;
@@ -74,17 +83,36 @@ async fn server_spans_nest_under_the_calling_span() {
         let spans = opik.spans_of_trace(root.trace_id().unwrap().to_string());
         let server = by_name(&spans, "GET /leaf");
         if client_spans {
-            let client_span = by_name(&spans, "GET 127.0.0.1/leaf");
-            assert_eq!(
-                client_span["parent_span_id"],
-                root.id().unwrap().to_string()
-            );
-            assert_eq!(server["parent_span_id"], client_span["id"]);
-            assert_eq!(client_span["metadata"]["http.status_code"], 200);
-            assert_eq!(
-                client_span["metadata"]["http.url"],
-                format!("http://{addr}/leaf")
-            );
+            let named = |name: &str| spans.iter().filter(|s| s["name"] == name).count();
+            assert_eq!(named("GET 127.0.0.1"), 2, "{spans:#?}");
+            assert_eq!(named("leaf lookup"), 1, "{spans:#?}");
+            let clients: Vec<&Value> = spans
+                .iter()
+                .filter(|s| s["parent_span_id"] == root.id().unwrap().to_string())
+                .collect();
+            assert_eq!(clients.len(), 3, "{spans:#?}");
+            for client_span in clients {
+                let server = spans
+                    .iter()
+                    .find(|s| s["parent_span_id"] == client_span["id"])
+                    .expect("a server span under each client span");
+                assert_eq!(server["name"], "GET /leaf");
+                assert_eq!(client_span["metadata"]["http.status_code"], 200);
+                assert!(
+                    client_span["metadata"]["http.url"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(&format!("http://{addr}/leaf")),
+                    "{client_span:#}"
+                );
+                // Never the query (it can hold user data).
+                assert!(
+                    !client_span["metadata"]["http.url"]
+                        .as_str()
+                        .unwrap()
+                        .contains('?')
+                );
+            }
         } else {
             assert_eq!(server["parent_span_id"], root.id().unwrap().to_string());
         }
@@ -221,7 +249,7 @@ async fn a_tonic_client_propagates_to_a_tonic_server() {
     let child_of = |id: &Value| spans.iter().find(|s| s["parent_span_id"] == *id).unwrap();
     let client_span = child_of(&Value::from(root.id().unwrap().to_string()));
     let server = child_of(&client_span["id"]);
-    assert_eq!(client_span["name"], "/grpc.health.v1.Health/Check");
+    assert_eq!(client_span["name"], "grpc.health.v1.Health/Check");
     assert_eq!(server["name"], "/grpc.health.v1.Health/Check");
     assert_eq!(server["metadata"]["rpc.system"], "grpc");
     assert_eq!(server["metadata"]["grpc.status_code"], 0);

@@ -301,7 +301,7 @@ async fn a_mixed_trace_is_one_opik_trace() {
     let client_span = opik
         .spans_of_trace(&trace_id)
         .into_iter()
-        .find(|s| s["name"] == "GET 127.0.0.1/work")
+        .find(|s| s["name"] == "GET 127.0.0.1")
         .expect("our client span");
     let boundary = &otel["GET /work (otel)"];
     let db = &otel["db query"];
