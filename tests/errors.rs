@@ -262,8 +262,23 @@ async fn spans_that_end_after_shutdown_are_counted_as_dropped() {
     let background = store.root_span("background job");
     let report = store.shutdown(FLUSH).await;
     assert_eq!(report.stats.dropped, 0);
-    background.child("late step").end();
-    background.end(); // a span and its trace
+    // The late records are warned about (once per interval, however many).
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || Logs(writer.clone()))
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        background.child("late step").end();
+        background.end(); // a span and its trace
+    });
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        logs.matches("ended after SpanStore::shutdown").count(),
+        1,
+        "{logs}"
+    );
     let stats = store.stats();
     assert_eq!(stats.dropped, 3, "{stats}");
     assert!(
@@ -271,6 +286,19 @@ async fn spans_that_end_after_shutdown_are_counted_as_dropped() {
         "{stats}"
     );
     assert!(opik.spans().is_empty());
+}
+
+/// A log sink for the tests that check what is logged.
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

@@ -15,7 +15,13 @@ type Namer = dyn Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync;
 
 /// Traces every request of an axum router or tonic server in Opik: reads the caller's
 /// distributed headers, opens the request span (a child of the remote caller, or a new
-/// trace), makes it the handler's current span, and ends it when the response body ends.
+/// trace), makes it the current span for every poll of the handler's future and of the
+/// response body, and ends it when the response body ends (see
+/// [`ResponseBody`](super::ResponseBody) for exactly when).
+///
+/// Applied twice to one request (an outer router's layer and an inner one's, or
+/// `Router::layer` beside `route_layer`), the inner layer steps aside: the request is one
+/// span, the outer layer's, and the handler sees it.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
