@@ -1,6 +1,8 @@
 //! Writes what a mirrored span gathered ([`Fields`]) onto its Opik span, once, when the
 //! `tracing` span closes.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::fields::{Fields, operation_type};
@@ -93,8 +95,9 @@ impl Fields {
         if !follows_from.is_empty() {
             metadata.insert(FOLLOWS_FROM_KEY.into(), Value::Array(follows_from));
         }
-        if !metadata.is_empty() {
-            span.extend_metadata(metadata);
+        // One entry at a time: `extend_metadata` would serialize the whole map again.
+        for (key, value) in metadata {
+            span.set_metadata(key, value);
         }
         if let Some(error) = error.into_info() {
             span.set_error(error);
@@ -103,16 +106,19 @@ impl Fields {
 }
 
 /// Usage under Opik's names, with `total_tokens` computed when absent; `None` when empty.
-fn opik_usage(counts: std::collections::BTreeMap<String, u64>) -> Option<Usage> {
+fn opik_usage(counts: Vec<(Cow<'static, str>, u64)>) -> Option<Usage> {
     if counts.is_empty() {
         return None;
     }
-    let total = (!counts.contains_key("total_tokens")
-        && (counts.contains_key("prompt_tokens") || counts.contains_key("completion_tokens")))
-    .then(|| {
-        counts.get("prompt_tokens").copied().unwrap_or(0)
-            + counts.get("completion_tokens").copied().unwrap_or(0)
-    });
+    let count = |name: &str| counts.iter().find(|(k, _)| k == name).map(|(_, c)| *c);
+    let total = match (
+        count("total_tokens"),
+        count("prompt_tokens"),
+        count("completion_tokens"),
+    ) {
+        (None, None, None) | (Some(_), _, _) => None,
+        (None, prompt, completion) => Some(prompt.unwrap_or(0) + completion.unwrap_or(0)),
+    };
     let mut usage = Usage::default();
     for (name, count) in counts {
         usage = usage.with(name, count);
@@ -183,11 +189,11 @@ mod tests {
 
     #[test]
     fn usage_total_is_computed_only_when_absent() {
-        let counts = |pairs: &[(&str, u64)]| {
+        let counts = |pairs: &[(&'static str, u64)]| {
             pairs
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect::<std::collections::BTreeMap<_, _>>()
+                .map(|(k, v)| (Cow::Borrowed(*k), *v))
+                .collect::<Vec<_>>()
         };
         let u = opik_usage(counts(&[("prompt_tokens", 3), ("completion_tokens", 4)])).unwrap();
         assert_eq!(u.get("total_tokens"), Some(7));

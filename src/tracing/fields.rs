@@ -3,7 +3,7 @@
 //! `span.record(..)` later) and written to the span once, when it closes
 //! ([`super::apply`]).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
 use ::tracing::field::{Field, Visit};
 use serde_json::Value;
@@ -22,8 +22,8 @@ pub(super) struct Fields {
     pub(super) provider_name: Option<String>,
     pub(super) system: Option<String>,
     pub(super) server_address: Option<String>,
-    /// Token counts under Opik's (OpenAI's) names.
-    pub(super) usage: BTreeMap<String, u64>,
+    /// Token counts under Opik's (OpenAI's) names, each name once.
+    pub(super) usage: Vec<(Cow<'static, str>, u64)>,
     pub(super) input: JsonObject,
     pub(super) output: JsonObject,
     pub(super) opik_input: Option<Value>,
@@ -189,11 +189,15 @@ impl Fields {
             match value.as_count() {
                 Some(count) => {
                     let key = match counter {
-                        "input_tokens" => "prompt_tokens",
-                        "output_tokens" => "completion_tokens",
-                        other => other,
+                        "input_tokens" => Cow::Borrowed("prompt_tokens"),
+                        "output_tokens" => Cow::Borrowed("completion_tokens"),
+                        "total_tokens" => Cow::Borrowed("total_tokens"),
+                        other => Cow::Owned(other.to_owned()),
                     };
-                    self.usage.insert(key.to_owned(), count);
+                    match self.usage.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, c)) => *c = count,
+                        None => self.usage.push((key, count)),
+                    }
                 }
                 None => {
                     self.metadata.insert(name.to_owned(), value.into_json(true));
@@ -347,8 +351,13 @@ mod tests {
         f.set("plain", text(r#"["kept as text"]"#));
         f.set("code.lineno", FieldValue::U64(1));
         f.set("busy_ns", FieldValue::U64(1));
-        assert_eq!(f.usage.get("prompt_tokens"), Some(&3));
-        assert_eq!(f.usage.get("cache_read.input_tokens"), Some(&1));
+        assert_eq!(
+            f.usage,
+            [
+                ("prompt_tokens".into(), 3),
+                ("cache_read.input_tokens".into(), 1)
+            ]
+        );
         assert_eq!(
             f.metadata["gen_ai.usage.output_tokens"],
             json!("not a number")

@@ -204,7 +204,6 @@ impl OpikTracingLayer {
     ///     .with(tower_opik::tracing::OpikTracingLayer::new());
     /// # let _ = subscriber;
     /// ```
-    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Self::builder().build()
     }
@@ -217,6 +216,13 @@ impl OpikTracingLayer {
     /// ```
     pub fn builder() -> OpikTracingLayerBuilder {
         OpikTracingLayerBuilder::default()
+    }
+}
+
+impl Default for OpikTracingLayer {
+    /// [`OpikTracingLayer::new`].
+    fn default() -> Self {
+        Self::new()
     }
 }
 

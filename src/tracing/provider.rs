@@ -51,12 +51,14 @@ pub(super) fn normalize(
     if trimmed.is_empty() {
         return None;
     }
-    let lower = trimmed.to_ascii_lowercase();
-    let mut resolved = match ALIASES.iter().find(|(from, _)| *from == lower) {
+    let mut resolved = match ALIASES
+        .iter()
+        .find(|(from, _)| from.eq_ignore_ascii_case(trimmed))
+    {
         Some((_, to)) => (*to).to_owned(),
         None => trimmed.to_owned(),
     };
-    if lower == "google" || lower == "gcp.gen_ai" {
+    if trimmed.eq_ignore_ascii_case("google") || trimmed.eq_ignore_ascii_case("gcp.gen_ai") {
         let host = server_address.unwrap_or_default().to_ascii_lowercase();
         resolved = if host.contains("aiplatform.googleapis.com") {
             GOOGLE_VERTEX_AI
