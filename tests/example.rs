@@ -37,7 +37,9 @@ fn expected_tree() -> Vec<(usize, String, String)> {
     vec![
         (1, "client: ask".into(), "general".into()),
         (2, "POST /generate_response".into(), "general".into()),
-        (3, "llm call".into(), "llm".into()),
+        (3, "retrieve".into(), "general".into()),
+        (3, "build prompt".into(), "general".into()),
+        (3, "chat gpt-4o-mini".into(), "llm".into()),
     ]
 }
 
@@ -80,6 +82,16 @@ fn the_one_command_run_prints_one_trace_client_server_llm() {
         "{streamed}"
     );
     assert!(streamed.contains(r#""total_tokens":"#), "{streamed}");
+    // The GenAI `tracing` span, mapped by the tracing layer.
+    let chat = stdout
+        .lines()
+        .find(|l| l.starts_with("the GenAI tracing span:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        chat.contains(r#"model "gpt-4o-mini-2024-07-18", provider "openai""#),
+        "{chat}"
+    );
+    assert!(chat.contains(r#""prompt_tokens":"#), "{chat}");
     let llm_line = stdout
         .lines()
         .find(|l| l.contains("llm call (streamed) [llm]"))
@@ -150,14 +162,21 @@ async fn the_two_process_run_gives_the_same_tree() {
     assert!(opik.wait_for_spans(3, Duration::from_secs(10)).await);
     let tree = opik.trace_tree(&trace_id).unwrap();
     assert_eq!(tree_lines(&tree.to_string()), expected_tree(), "{tree}");
-    let llm = &tree.roots()[0].children()[0].children()[0];
-    assert_eq!(llm.span()["model"], "gpt-4o-mini");
+    let llm = tree.roots()[0].children()[0]
+        .children()
+        .iter()
+        .find(|n| n.name() == "chat gpt-4o-mini")
+        .unwrap();
+    // The GenAI span's response model wins over the requested one.
+    assert_eq!(llm.span()["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(llm.span()["provider"], "openai");
     let usage = &llm.span()["usage"];
     assert_eq!(
         usage["total_tokens"].as_i64().unwrap(),
         usage["prompt_tokens"].as_i64().unwrap() + usage["completion_tokens"].as_i64().unwrap()
     );
-    assert_eq!(llm.span()["input"]["messages"][0]["content"], "hello");
+    assert_eq!(llm.span()["input"]["messages"][1]["content"], "hello");
+    assert_eq!(llm.span()["output"]["messages"][0]["role"], "assistant");
     assert!(
         opik.requests().iter().all(|r| r.status == 204),
         "{:?}",

@@ -24,16 +24,32 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use tower_opik::testing::LocalOpik;
+use tower_opik::tracing::{GenAiSpans, Mirror, OpikTracingLayer};
 use tower_opik::{OpikConfig, SpanStore};
+use tracing::Level;
+use tracing_subscriber::filter::{FilterExt, Targets};
+use tracing_subscriber::prelude::*;
 
 /// How long a process waits for its spans to reach Opik before it exits.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter())
-        .with_target(false)
+    // Logs as usual, and `tracing` spans into Opik: the GenAI spans of LLM libraries, plus
+    // every span of this program (a per-layer filter, so the log level does not hide them).
+    let opik_spans = Targets::new().with_target("axum_client_server", Level::INFO);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(filter()),
+        )
+        .with(
+            OpikTracingLayer::builder()
+                .mirror(Mirror::All)
+                .build()
+                .with_filter(GenAiSpans.or(opik_spans)),
+        )
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -134,11 +150,19 @@ async fn demo() -> Result {
                     .ok_or("the trace did not reach LocalOpik")?;
                 println!("\n{tree}");
             }
-            let streamed = opik
-                .spans()
-                .into_iter()
-                .find(|s| s["name"] == "llm call (streamed)")
-                .ok_or("the streamed llm span did not reach LocalOpik")?;
+            let spans = opik.spans();
+            let named = |name: &str| {
+                spans
+                    .iter()
+                    .find(|s| s["name"] == name)
+                    .ok_or(format!("the span {name:?} did not reach LocalOpik"))
+            };
+            let chat = named("chat gpt-4o-mini")?;
+            println!(
+                "the GenAI tracing span: model {}, provider {}, usage {}",
+                chat["model"], chat["provider"], chat["usage"]
+            );
+            let streamed = named("llm call (streamed)")?;
             println!(
                 "the streamed llm span: ttft {} ms, output {}, usage {}",
                 streamed["ttft"], streamed["output"], streamed["usage"]
