@@ -216,3 +216,32 @@ async fn a_handle_with_another_project_sends_there_through_the_same_queue() {
         "billing"
     );
 }
+
+/// `tracing::Instrument` and our extension traits in scope together: every method resolves
+/// without naming its trait (the E0034 a user met with `in_current_span`).
+#[tokio::test]
+async fn our_extension_traits_and_tracing_instrument_do_not_clash() {
+    use futures_util::StreamExt;
+    use tower_opik::OpikStreamExt;
+    use tracing::Instrument;
+
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let request = store.root_span("request");
+    let seen = async {
+        let carried = async { current_span().id() }
+            .in_current_opik_span()
+            .in_current_span() // tracing's
+            .instrument(tracing::info_span!("tracing span"));
+        let streamed: Vec<_> = futures_util::stream::iter([1])
+            .map(|_| current_span().id())
+            .in_current_opik_span()
+            .collect()
+            .await;
+        (tokio::spawn(carried).await.unwrap(), streamed)
+    }
+    .in_span(request.clone())
+    .await;
+    assert_eq!(seen.0, request.id());
+    assert_eq!(seen.1, [request.id()]);
+}
