@@ -26,6 +26,7 @@
 //! | [`retry`](SpanStoreBuilder::retry) | [`RetryPolicy::default`] |
 
 mod batcher;
+mod builder;
 mod exporter;
 mod queue;
 mod rest;
@@ -42,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::queue::{RecordQueue, Refused};
 
+pub use builder::SpanStoreBuilder;
 pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 pub use rest::OpikRestExporter;
 #[cfg(feature = "otel")]
@@ -50,9 +52,8 @@ pub use retry::RetryPolicy;
 pub(crate) use stats::no_current_span;
 pub use stats::{FlushReport, Loss, LossReason, StoreStats};
 
-use self::batcher::{BatchLimits, Batcher, Command, OPIK_MAX_BATCH_ITEMS};
+use self::batcher::Command;
 use self::stats::Counters;
-use crate::config::OpikConfig;
 use crate::headers::DistributedHeaders;
 use crate::record::Record;
 use crate::span::Span;
@@ -347,260 +348,5 @@ impl SpanStore {
             completed,
             stats: self.stats(),
         }
-    }
-}
-
-/// Builds a [`SpanStore`]: configuration, exporter, queue and batching options.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), tower_opik::Error> {
-/// use std::time::Duration;
-/// use tower_opik::{store::RetryPolicy, OpikConfig, SpanStore};
-/// let store = SpanStore::builder()
-///     .config(OpikConfig::local("http://127.0.0.1:5173/api/"))
-///     .queue_capacity(8192)
-///     .flush_interval(Duration::from_millis(500))
-///     .retry(RetryPolicy::default().max_attempts(5))
-///     .build()?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-#[must_use]
-pub struct SpanStoreBuilder {
-    config: Option<OpikConfig>,
-    exporter: Option<Arc<dyn Exporter>>,
-    project_name: Option<String>,
-    disabled: Option<bool>,
-    queue_capacity: usize,
-    limits: BatchLimits,
-    gzip_threshold: usize,
-    request_timeout: Duration,
-}
-
-impl Default for SpanStoreBuilder {
-    fn default() -> Self {
-        Self {
-            config: None,
-            exporter: None,
-            project_name: None,
-            disabled: None,
-            queue_capacity: 2048,
-            limits: BatchLimits {
-                max_items: OPIK_MAX_BATCH_ITEMS,
-                max_bytes: 8 * 1024 * 1024,
-                interval: Duration::from_secs(2),
-                retry: RetryPolicy::default(),
-                concurrency: 4,
-            },
-            gzip_threshold: 256,
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl SpanStoreBuilder {
-    /// The Opik configuration (URL, key, workspace, project, kill switch). Without one,
-    /// [`build`](Self::build) reads it from the environment and `~/.opik.config`.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().config(tower_opik::OpikConfig::local("http://127.0.0.1:1/"));
-    /// ```
-    pub fn config(mut self, config: OpikConfig) -> Self {
-        self.config = Some(config);
-        self
-    }
-
-    /// Sends batches through this exporter instead of Opik's REST API.
-    ///
-    /// ```
-    /// # #[derive(Debug)] struct Discard;
-    /// # impl tower_opik::store::Exporter for Discard {
-    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
-    /// # }
-    /// let b = tower_opik::SpanStore::builder().exporter(Discard);
-    /// ```
-    pub fn exporter(mut self, exporter: impl Exporter) -> Self {
-        self.exporter = Some(Arc::new(exporter));
-        self
-    }
-
-    /// The project records go to, over the configuration's.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().project_name("checkout");
-    /// ```
-    pub fn project_name(mut self, name: impl Into<String>) -> Self {
-        self.project_name = Some(name.into());
-        self
-    }
-
-    /// Turns tracing off (or on) over the configuration's `track_disable`.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().disabled(true);
-    /// ```
-    pub fn disabled(mut self, disabled: bool) -> Self {
-        self.disabled = Some(disabled);
-        self
-    }
-
-    /// How many finished records may wait for export (at least 1). The ring's slots are
-    /// allocated when the store is built, 24 bytes each (the records themselves live on the
-    /// heap until they are sent). However long the backend is down, the store holds at most
-    /// `queue_capacity + (export_concurrency + 2) × max_batch_items` records: the queue, the
-    /// batches in flight, and the span and trace batches being filled.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().queue_capacity(4096);
-    /// ```
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
-        self.queue_capacity = capacity.max(1);
-        self
-    }
-
-    /// Records per batch call, 1 to 1000 (Opik's limit).
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().max_batch_items(500);
-    /// ```
-    pub fn max_batch_items(mut self, items: usize) -> Self {
-        self.limits.max_items = items.clamp(1, OPIK_MAX_BATCH_ITEMS);
-        self
-    }
-
-    /// Uncompressed bytes per batch call; a single record over it is given up (counted as
-    /// [`LossReason::TooLarge`]).
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().max_batch_bytes(4 << 20);
-    /// ```
-    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_bytes = bytes.max(1024);
-        self
-    }
-
-    /// How often a partly filled batch is sent.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().flush_interval(std::time::Duration::from_millis(250));
-    /// ```
-    pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.limits.interval = interval.max(Duration::from_millis(1));
-        self
-    }
-
-    /// Bodies of at least this many bytes are gzipped (REST exporter only).
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().gzip_threshold(usize::MAX); // never
-    /// ```
-    pub fn gzip_threshold(mut self, bytes: usize) -> Self {
-        self.gzip_threshold = bytes;
-        self
-    }
-
-    /// The time limit of one export request (REST exporter only).
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().request_timeout(std::time::Duration::from_secs(5));
-    /// ```
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// How many batches may be in flight at once (1 to 64; default 4, as the Python SDK's
-    /// four workers). More hides the backend's latency: one slow call no longer holds every
-    /// later batch behind it. Each batch in flight holds up to `max_batch_items` records.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().export_concurrency(8);
-    /// ```
-    pub fn export_concurrency(mut self, batches: usize) -> Self {
-        self.limits.concurrency = batches.clamp(1, 64);
-        self
-    }
-
-    /// The retry policy for transient failures.
-    ///
-    /// ```
-    /// let b = tower_opik::SpanStore::builder().retry(tower_opik::store::RetryPolicy::none());
-    /// ```
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.limits.retry = policy;
-        self
-    }
-
-    /// Builds the store and spawns its background task on the current tokio runtime.
-    ///
-    /// Errors: a bad configuration, no tokio runtime (unless tracing is disabled, which
-    /// needs none), or an HTTP client that cannot be built.
-    ///
-    /// ```
-    /// // Outside a runtime, a disabled store still builds:
-    /// let store = tower_opik::SpanStore::builder().disabled(true).build().unwrap();
-    /// assert!(!store.is_enabled());
-    /// // ... and an enabled one says why it cannot:
-    /// let err = tower_opik::SpanStore::builder()
-    ///     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/"))
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert!(matches!(err, tower_opik::Error::NoRuntime));
-    /// ```
-    pub fn build(self) -> Result<SpanStore, crate::Error> {
-        let config = match (self.config, self.disabled) {
-            (Some(c), _) => Some(c),
-            (None, Some(true)) => None,
-            (None, _) => Some(OpikConfig::from_env()?),
-        };
-        let disabled = self
-            .disabled
-            .unwrap_or_else(|| config.as_ref().is_some_and(OpikConfig::track_disable));
-        let Some(config) = config.filter(|_| !disabled) else {
-            return Ok(SpanStore::disabled());
-        };
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
-        let exporter: Arc<dyn Exporter> = match self.exporter {
-            Some(e) => e,
-            None => Arc::new(
-                OpikRestExporter::new(&config)?
-                    .timeout(self.request_timeout)
-                    .gzip_threshold(self.gzip_threshold),
-            ),
-        };
-        let project_name = match self.project_name {
-            Some(p) if p.trim().is_empty() => return Err(crate::Error::BlankProjectName),
-            Some(p) => p,
-            None => config.project_name().to_owned(),
-        };
-        let counters = Arc::new(Counters::default());
-        let records = Arc::new(RecordQueue::new(
-            self.queue_capacity,
-            self.limits.max_items,
-            counters.clone(),
-        ));
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let batcher = Batcher::new(
-            records.clone(),
-            commands_rx,
-            exporter,
-            counters.clone(),
-            self.limits,
-        );
-        runtime.spawn(batcher.run());
-        Ok(SpanStore {
-            inner: Arc::new(Shared {
-                queue: Some(Queue {
-                    records,
-                    commands: commands_tx,
-                    full_warning: RateLimit::new(),
-                    late_warning: RateLimit::new(),
-                    _live: stats::LiveStore::new(),
-                }),
-                counters,
-            }),
-            project_name: Some(Arc::from(project_name)),
-        })
     }
 }
