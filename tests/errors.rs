@@ -331,3 +331,58 @@ async fn a_child_of_no_current_span_is_counted() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&Value::from("kept")));
 }
+
+/// A panic inside a tracked stream is the stream span's `Panic`, not a `StreamIncomplete`;
+/// the request span has it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_a_tracked_stream_is_recorded_on_its_span() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let handler = || async {
+        let llm = current_span().child_of_type("llm", SpanType::Llm);
+        let tokens = futures_util::stream::iter(0..3).map(|i| {
+            assert!(i < 1, "boom in stream");
+            Ok::<_, Infallible>(format!("x{i}"))
+        });
+        Body::from_stream(llm.track_stream(tokens))
+    };
+    let app = Router::new()
+        .route("/s", get(handler))
+        .layer(OpikLayer::new(store.clone()));
+    let addr = serve(app).await;
+    let _ = http_client().get(format!("http://{addr}/s")).send().await;
+    until(|| store.stats().recorded >= 3).await;
+    store.flush(FLUSH).await;
+    let spans = opik.spans();
+    for name in ["llm", "GET /s"] {
+        let span = spans.iter().find(|s| s["name"] == name).unwrap();
+        assert_eq!(span["error_info"]["exception_type"], "Panic", "{span:#}");
+        assert_eq!(span["error_info"]["message"], "boom in stream", "{span:#}");
+    }
+    let llm = spans.iter().find(|s| s["name"] == "llm").unwrap();
+    assert_eq!(llm["output"], serde_json::json!({"output": "x0"}));
+}
+
+/// A `#[track]`-like span in a worker with no `OpikLayer` at all: a panic caught by
+/// `catch_unwind` is still recorded (the store installed the hook), with its location.
+#[tokio::test]
+async fn a_panic_caught_outside_any_layer_is_recorded() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let job = store.root_span("job");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        job.in_scope(|| panic!("worker boom"))
+    }));
+    assert!(caught.is_err());
+    job.end();
+    store.flush(FLUSH).await;
+    let span = &opik.spans()[0];
+    assert_eq!(span["error_info"]["exception_type"], "Panic");
+    assert_eq!(span["error_info"]["message"], "worker boom");
+    assert!(
+        span["error_info"]["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("tests/errors.rs")
+    );
+}

@@ -362,6 +362,12 @@ async fn a_tracked_stream_takes_usage_and_errors_from_its_chunks_and_marks_a_dro
         .await;
     assert_eq!(first, ["x"]);
 
+    let empty = root.child_of_type("empty", SpanType::Llm);
+    empty
+        .track_stream(futures_util::stream::iter(Vec::<String>::new()))
+        .count()
+        .await;
+
     let custom = root.child("custom");
     custom
         .track_stream(futures_util::stream::iter(["p", "q"]))
@@ -377,7 +383,10 @@ async fn a_tracked_stream_takes_usage_and_errors_from_its_chunks_and_marks_a_dro
     assert_eq!(done["usage"]["prompt_tokens"], 3);
     assert_eq!(done["usage"]["total_tokens"], 5);
     let failed = get("failed");
-    assert_eq!(failed["error_info"]["exception_type"], "Error");
+    assert_eq!(
+        failed["error_info"]["exception_type"],
+        "std::io::error::Error"
+    );
     assert_eq!(failed["error_info"]["message"], "upstream closed");
     assert_eq!(failed["output"], json!({"output": "a"}));
     let dropped = get("dropped");
@@ -385,4 +394,9 @@ async fn a_tracked_stream_takes_usage_and_errors_from_its_chunks_and_marks_a_dro
     assert_eq!(dropped["metadata"]["tower_opik.cancelled"], true);
     assert_eq!(dropped["output"], json!({"output": "x"}));
     assert_eq!(get("custom")["output"], json!({"n": 2}));
+    // An empty answer sets no output, and no time to first token.
+    let empty = get("empty");
+    assert!(empty.get("output").is_none(), "{empty:#}");
+    assert!(empty.get("ttft").is_none(), "{empty:#}");
+    assert!(empty.get("error_info").is_none(), "{empty:#}");
 }

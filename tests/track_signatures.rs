@@ -3,6 +3,8 @@
 //! `impl Future`; checked by what reaches LocalOpik over 127.0.0.1.
 
 #![cfg(all(feature = "testing", feature = "macros"))]
+// The generated code must not trip the user's lints: a one-line body `{ x }` once did.
+#![deny(unused_braces)]
 
 mod common;
 
@@ -176,4 +178,24 @@ async fn a_fn_returning_a_future_ends_its_span_when_the_future_completes() {
     assert_eq!(ok["parent_span_id"], root.id().unwrap().to_string());
     let failed = fetches.iter().find(|s| s["input"]["id"] == 0).unwrap();
     assert_eq!(failed["error_info"]["message"], "no id 0");
+}
+
+#[track]
+fn one_line(x: u8) -> u8 { x }
+
+#[track]
+async fn one_line_async(x: u8) -> u8 { x }
+
+#[tokio::test]
+async fn one_line_bodies_compile_under_deny_unused_braces() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let root = store.root_span("root");
+    let n = async { one_line(1) + one_line_async(2).await }
+        .in_span(root.clone())
+        .await;
+    assert_eq!(n, 3);
+    root.end();
+    store.flush(FLUSH).await;
+    assert_eq!(span_named(&opik, "one_line")["output"], json!({"output": 1}));
 }

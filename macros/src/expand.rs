@@ -313,7 +313,9 @@ fn input(options: &Options, arguments: &[Argument], span: &Ident) -> TokenStream
 
 /// Runs the body with the span current.
 fn run(item: &ItemFn, output: &Output, span: &Ident) -> TokenStream {
-    let block = &item.block;
+    // The body's statements, spliced (not its block as a tail expression: a one-line body
+    // `{ x }` would then trip `unused_braces` in the user's crate).
+    let block = &item.block.stmts;
     let erased = output.erased();
     let fake = Ident::new("__opik_fake_return", Span::mixed_site());
     // Gives the block the function's return type, so that `?` converts errors into it
@@ -334,7 +336,7 @@ fn run(item: &ItemFn, output: &Output, span: &Ident) -> TokenStream {
             ::tower_opik::OpikFutureExt::in_span(
                 async move {
                     #typing_edge
-                    #block
+                    #(#block)*
                 },
                 ::core::clone::Clone::clone(&#span),
             )
@@ -344,7 +346,7 @@ fn run(item: &ItemFn, output: &Output, span: &Ident) -> TokenStream {
         quote! {
             ::tower_opik::Span::in_scope(&#span, || {
                 #typing_edge
-                #block
+                #(#block)*
             })
         }
     }

@@ -116,10 +116,16 @@ macro_rules! client_options_builder {
                 self
             }
 
-            /// Opens a client span per call (`POST host/path`, or the gRPC method; status,
-            /// error), which becomes the parent sent downstream. It ends when the response
-            /// headers arrive (or the call fails): it measures the time to the answer's head,
-            /// not the download of its body.
+            /// Opens a client span per call, which becomes the parent sent downstream. Its
+            /// name: a [`ClientSpanName`](crate::client::ClientSpanName) in the request's
+            /// extensions, else `package.Service/Method` for gRPC (with `rpc.system`,
+            /// `rpc.service`, `rpc.method`), else `METHOD host` (never the path, which holds
+            /// ids). Metadata: `http.method`, `http.url` (without the query),
+            /// `http.status_code`; a 5xx or a failed call is its error. An HTTP client span
+            /// ends when the response headers arrive (or the call fails): it measures the
+            /// time to the answer's head, not the download of its body. A gRPC client span
+            /// through `OpikClientLayer` ends at the trailers, with their status
+            /// (`grpc.status_code`; non-OK is its error).
             ///
             /// ```
             #[doc = concat!("let x = tower_opik::client::", stringify!($ty), "::new().client_spans(true);")]

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -92,18 +93,8 @@ impl<T: StreamChunk, E: fmt::Display> StreamChunk for Result<T, E> {
     fn chunk_error(&self) -> Option<ErrorInfo> {
         match self {
             Ok(item) => item.chunk_error(),
-            Err(e) => Some(ErrorInfo::new(short_type_name::<E>(), e.to_string())),
+            Err(e) => Some(ErrorInfo::new(std::any::type_name::<E>(), e.to_string())),
         }
-    }
-}
-
-/// The last path segment of a type's name (`std::io::Error` → `Error`), generics kept.
-fn short_type_name<T: ?Sized>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    let head = full.split('<').next().unwrap_or(full);
-    match head.rfind("::") {
-        Some(i) => &full[i + 2..],
-        None => full,
     }
 }
 
@@ -159,7 +150,10 @@ impl<T: StreamChunk> Aggregate<T> for TextAggregator {
     }
 
     fn finish(self, span: &Span) {
-        span.set_output(json!({ "output": self.text }));
+        // An answer with no text (an empty stream, tool-call chunks) sets no output.
+        if !self.text.is_empty() {
+            span.set_output(json!({ "output": self.text }));
+        }
         if let Some(usage) = self.usage {
             span.set_usage(usage);
         }
@@ -277,7 +271,8 @@ impl<A> Drop for Tracker<A> {
     fn drop(&mut self) {
         if let Some(span) = &self.span {
             span.set_metadata(CANCELLED_KEY, true);
-            span.set_error(ErrorInfo::new(
+            // A panic recorded while the stream was polled says more: it is kept.
+            span.set_error_unless_set(ErrorInfo::new(
                 "StreamIncomplete",
                 format!(
                     "the stream was dropped after {} items, before its end",
@@ -430,9 +425,20 @@ where
         };
         let mut slot = Some(span);
         let entered = Entered::enter(&mut slot);
-        let item = this.inner.poll_next(cx);
+        let inner = this.inner;
+        let polled = catch_unwind(AssertUnwindSafe(|| inner.poll_next(cx)));
         drop(entered);
         let span = slot.unwrap_or_default();
+        let item = match polled {
+            Ok(item) => item,
+            Err(payload) => {
+                // Recorded here too, so that a panic is a `Panic` even without the hook;
+                // the tracker ends the span with what it had.
+                crate::context::panic::record_caught(&span, &*payload);
+                tracker.end();
+                resume_unwind(payload)
+            }
+        };
         match &item {
             Poll::Pending => {}
             Poll::Ready(Some(item)) => {

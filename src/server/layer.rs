@@ -69,21 +69,15 @@ impl OpikLayer {
     /// A layer recording into `store`, trusting incoming headers, naming spans with
     /// [`RequestHead::default_span_name`].
     ///
-    /// With an enabled store, the first layer made in the process installs a panic hook,
-    /// chained to the one already there (it still runs, and prints as before): a panic is
-    /// recorded as `Panic` with its message and location on the span that is current on
-    /// the panicking thread, even when a `CatchPanicLayer` inside this layer turns it into
-    /// a 500 (see the README's "Errors and panics"). A hook set later with
-    /// `std::panic::set_hook` replaces it; panics that unwind through the layer are still
-    /// recorded then, from their payload.
+    /// A panic in the request is recorded as `Panic` with its message, wherever a
+    /// `CatchPanicLayer` sits: through the panic hook the store installs (see
+    /// [`SpanStoreBuilder::build`](crate::store::SpanStoreBuilder::build)), and from the
+    /// payload of a panic that unwinds through this layer's future or body.
     ///
     /// ```
     /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled());
     /// ```
     pub fn new(store: SpanStore) -> Self {
-        if store.is_enabled() {
-            crate::context::panic::install_hook();
-        }
         Self {
             shared: Arc::new(LayerConfig {
                 store,

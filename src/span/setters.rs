@@ -208,7 +208,7 @@ impl Span {
     /// tower_opik::Span::none().set_ttft(std::time::Duration::from_millis(180));
     /// ```
     pub fn set_ttft(&self, ttft: Duration) {
-        self.update(|r| r.ttft = Some(ttft.as_secs_f64() * 1000.0));
+        self.update(|r| r.ttft = Some(millis(ttft)));
     }
 
     /// Sets the time to first token to the time elapsed since the span started (call it
@@ -220,7 +220,7 @@ impl Span {
     pub fn mark_first_token(&self) {
         let now = Timestamp::now();
         self.update(|r| {
-            r.ttft = Some(now.duration_since(r.start_time).as_secs_f64() * 1000.0);
+            r.ttft = Some(millis(now.duration_since(r.start_time)));
         });
     }
 
@@ -256,4 +256,9 @@ impl Span {
             }
         }
     }
+}
+
+/// Milliseconds with microsecond precision (no float noise such as `31.779000000000003`).
+fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
 }

@@ -133,7 +133,7 @@ impl SpanStoreBuilder {
     }
 
     /// Uncompressed bytes per batch call; a single record over it is given up (counted as
-    /// [`LossReason::TooLarge`]).
+    /// [`LossReason::TooLarge`](super::LossReason::TooLarge)).
     ///
     /// ```
     /// let b = tower_opik::SpanStore::builder().max_batch_bytes(4 << 20);
@@ -200,6 +200,16 @@ impl SpanStoreBuilder {
     /// Errors: a bad configuration, no tokio runtime (unless tracing is disabled, which
     /// needs none), or an HTTP client that cannot be built.
     ///
+    /// The first enabled store of the process installs a panic hook, chained to the one
+    /// already there (which still runs, and prints as before): a panic is recorded as
+    /// `Panic`, with its message and location, on the span that is current on the
+    /// panicking thread and on the enclosing spans it unwinds through, even when something
+    /// catches it before tower-opik's wrappers see it (a `CatchPanicLayer` inside
+    /// [`OpikLayer`](crate::OpikLayer), `std::panic::catch_unwind` around a `#[track]`
+    /// function). With no current span the hook does nothing. A hook set later with
+    /// `std::panic::set_hook` replaces it; the layer's future and body, `track_stream` and
+    /// `DistributedScope` still record the panics that unwind through them.
+    ///
     /// ```
     /// // Outside a runtime, a disabled store still builds:
     /// let store = tower_opik::SpanStore::builder().disabled(true).build().unwrap();
@@ -224,6 +234,8 @@ impl SpanStoreBuilder {
             return Ok(SpanStore::disabled());
         };
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
+        // Panics are recorded on the span they happen in (see `context::panic`).
+        crate::context::panic::install_hook();
         let exporter: Arc<dyn Exporter> = match self.exporter {
             Some(e) => e,
             None => Arc::new(
