@@ -302,6 +302,18 @@ impl Span {
     /// let span = tower_opik::SpanStore::disabled().root_span("parse");
     /// assert!(parse(&span, "x").is_err());
     /// ```
+    ///
+    /// For an error type that does not implement `std::error::Error` itself
+    /// (`Box<dyn Error + Send + Sync>`, `anyhow::Error`), pass a reference to its
+    /// `dyn Error` (`#[track]` does this for you):
+    ///
+    /// ```
+    /// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    /// let result: Result<u32, BoxError> = Err("no model".into());
+    /// let span = tower_opik::Span::none();
+    /// span.end_with_result(&result.as_ref().map_err(|e| &**e));
+    /// // anyhow: `result.as_ref().map_err(|e| &**e)` as well (anyhow::Error derefs to dyn Error).
+    /// ```
     pub fn end_with_result<T, E>(&self, result: &Result<T, E>)
     where
         T: Serialize,
