@@ -16,4 +16,5 @@ run store cargo bench --features testing --bench store
 run python_peer cargo bench --features testing --bench python_peer
 run dead_backend cargo bench --features testing --bench dead_backend
 run slow_backend cargo bench --features testing,axum --bench slow_backend
+run tracing_layer cargo bench --features testing,tracing --bench tracing_layer
 python3 scripts/criterion_summary.py | tee "$logs/criterion_summary.log"
