@@ -22,7 +22,7 @@ use tower_opik::server::OpikSpan;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{ErrorInfo, OpikLayer, SpanStore, SpanType, current_span};
 
-use common::{FLUSH, http_client, serve, store_for, until};
+use common::{FLUSH, Logs, get_text, http_client, serve, store_for, until};
 
 async fn panics() -> &'static str {
     tokio::task::yield_now().await;
@@ -237,14 +237,7 @@ async fn a_doubly_layered_router_makes_one_trace() {
         .nest("/api", inner)
         .layer(OpikLayer::new(store.clone()));
     let addr = serve(app).await;
-    let body = http_client()
-        .get(format!("http://{addr}/api/deep"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(format!("http://{addr}/api/deep")).await;
     assert_eq!(body, "ok");
     store.flush(FLUSH).await;
     let spans = opik.spans();
@@ -263,17 +256,17 @@ async fn spans_that_end_after_shutdown_are_counted_as_dropped() {
     let report = store.shutdown(FLUSH).await;
     assert_eq!(report.stats.dropped, 0);
     // The late records are warned about (once per interval, however many).
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
-        .with_writer(move || Logs(writer.clone()))
+        .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         background.child("late step").end();
         background.end(); // a span and its trace
     });
-    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert_eq!(
         logs.matches("ended after SpanStore::shutdown").count(),
         1,
@@ -286,19 +279,6 @@ async fn spans_that_end_after_shutdown_are_counted_as_dropped() {
         "{stats}"
     );
     assert!(opik.spans().is_empty());
-}
-
-/// A log sink for the tests that check what is logged.
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use http::uri::PathAndQuery;
 use serde_json::Value;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{NamedService, ServerStreamingService};
-use tonic::transport::{Channel, Server};
+use tonic::transport::Server;
 use tonic::{Code, Status};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -25,7 +25,7 @@ use tower_opik::client::OpikClientLayer;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikFutureExt, OpikLayer, SpanType, current_span};
 
-use common::{FLUSH, store_for};
+use common::{FLUSH, channel, store_for, tonic_listener};
 
 /// UTF-8 strings as gRPC messages: a codec without protoc or prost.
 #[derive(Clone, Copy, Debug, Default)]
@@ -123,37 +123,17 @@ impl tower::Service<http::Request<tonic::body::Body>> for Tokens {
     }
 }
 
-fn incoming(
-    listener: tokio::net::TcpListener,
-) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(listener, |listener| async move {
-        Some((listener.accept().await.map(|(s, _)| s), listener))
-    })
-}
-
-async fn channel(addr: std::net::SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_streaming_rpc_opens_child_spans_while_it_streams() {
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).build().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = OpikLayer::new(store.clone());
-    tokio::spawn(async move {
+    let (addr, incoming) = tonic_listener().await;
+    tokio::spawn(
         Server::builder()
-            .layer(layer)
+            .layer(OpikLayer::new(store.clone()))
             .add_service(Tokens)
-            .serve_with_incoming(incoming(listener))
-            .await
-            .unwrap()
-    });
+            .serve_with_incoming(incoming),
+    );
     let mut grpc = tonic::client::Grpc::new(channel(addr).await);
     grpc.ready().await.unwrap();
     let stream = grpc
@@ -195,18 +175,14 @@ async fn grpc_client_spans_read_the_status_and_are_named_after_the_method() {
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = OpikLayer::new(store.clone());
-    tokio::spawn(async move {
+    let (addr, incoming) = tonic_listener().await;
+    tokio::spawn(
         Server::builder()
-            .layer(layer)
+            .layer(OpikLayer::new(store.clone()))
             .add_service(health)
             .add_service(Tokens)
-            .serve_with_incoming(incoming(listener))
-            .await
-            .unwrap()
-    });
+            .serve_with_incoming(incoming),
+    );
     let channel = ServiceBuilder::new()
         .layer(OpikClientLayer::new().client_spans(true))
         .service(channel(addr).await);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,7 +14,7 @@ use serde_json::json;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikConfig, OpikLayer, SpanStore};
 
-use common::{FLUSH, http_client, serve, store_for};
+use common::{FLUSH, Logs, http_client, serve, store_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_never_fail_or_wait_on_a_dead_or_hung_backend() {
@@ -149,20 +149,6 @@ async fn a_giant_payload_is_truncated_not_lost() {
     assert_eq!(stored["output"], json!({"output": "short answer"}));
 }
 
-/// Collects every log line of the crate.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn secrets_never_reach_logs_spans_or_errors() {
     let logs = Logs::default();
@@ -230,7 +216,7 @@ fn secrets_never_reach_logs_spans_or_errors() {
             serde_json::to_string(&open.spans()).unwrap()
         })
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("rejected"), "the refusal was logged: {logs}");
     assert!(
         !logs.contains("CANARY"),
@@ -268,7 +254,7 @@ fn a_process_that_never_shuts_down_is_told_what_it_lost() {
         drop(runtime);
         drop(store);
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert_eq!(logs.matches("undelivered").count(), 1, "{logs}");
     assert!(logs.contains("lost=2"), "{logs}");
 }

@@ -5,26 +5,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue};
 use tonic::Code;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Server;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower_opik::OpikLayer;
 use tower_opik::testing::LocalOpik;
 
-use common::{FLUSH, store_for};
-
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
+use common::{FLUSH, channel, store_for, tonic_listener};
 
 #[tokio::test]
 async fn tonic_calls_are_traced_with_their_grpc_status() {
@@ -34,17 +24,13 @@ async fn tonic_calls_are_traced_with_their_grpc_status() {
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = OpikLayer::new(store.clone());
-    tokio::spawn(async move {
+    let (addr, incoming) = tonic_listener().await;
+    tokio::spawn(
         Server::builder()
-            .layer(layer)
+            .layer(OpikLayer::new(store.clone()))
             .add_service(health)
-            .serve_with_incoming(tokio_stream_wrapper(listener))
-            .await
-            .unwrap()
-    });
+            .serve_with_incoming(incoming),
+    );
     let mut client = HealthClient::new(channel(addr).await);
     let ok = client
         .check(HealthCheckRequest {
@@ -127,14 +113,4 @@ async fn an_error_status_in_the_trailers_is_recorded() {
         "GrpcStatusInternal"
     );
     assert_eq!(spans[0]["error_info"]["message"], "model crashed");
-}
-
-/// tonic's `serve_with_incoming` wants a stream of connections.
-fn tokio_stream_wrapper(
-    listener: tokio::net::TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let next = listener.accept().await.map(|(stream, _)| stream);
-        Some((next, listener))
-    })
 }

@@ -181,10 +181,14 @@ async fn a_fn_returning_a_future_ends_its_span_when_the_future_completes() {
 }
 
 #[track]
-fn one_line(x: u8) -> u8 { x }
+fn one_line(x: u8) -> u8 {
+    x
+}
 
 #[track]
-async fn one_line_async(x: u8) -> u8 { x }
+async fn one_line_async(x: u8) -> u8 {
+    x
+}
 
 #[tokio::test]
 async fn one_line_bodies_compile_under_deny_unused_braces() {
@@ -197,5 +201,8 @@ async fn one_line_bodies_compile_under_deny_unused_braces() {
     assert_eq!(n, 3);
     root.end();
     store.flush(FLUSH).await;
-    assert_eq!(span_named(&opik, "one_line")["output"], json!({"output": 1}));
+    assert_eq!(
+        span_named(&opik, "one_line")["output"],
+        json!({"output": 1})
+    );
 }

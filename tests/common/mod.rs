@@ -67,3 +67,61 @@ pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
+
+/// GETs `url` with a plain client and returns the body as text (panics on a transport
+/// error: the tests' servers are local).
+pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// A log sink for the tests that check what is logged: every line of the process's
+/// `tracing` output while it is the writer.
+#[derive(Clone, Default)]
+pub struct Logs(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A listener on 127.0.0.1 (ephemeral port) as the stream of connections tonic's
+/// `serve_with_incoming` takes, and its address.
+pub async fn tonic_listener() -> (
+    std::net::SocketAddr,
+    impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        Some((listener.accept().await.map(|(s, _)| s), listener))
+    });
+    (addr, incoming)
+}
+
+/// A tonic channel to `addr`, connected.
+pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
