@@ -221,3 +221,71 @@ async fn our_client_calls_a_tracked_python_service_and_it_joins_our_trace() {
     assert_sdk_writes_accepted(&opik);
     let _ = std::fs::remove_dir_all(home);
 }
+
+/// The streamed case, with the official SDK on the other side: a call made while
+/// our response body streams (after the handler returned) carries both ids, so the Python
+/// `@track` span joins the request's trace instead of losing itself to a `KeyError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_while_a_body_streams_reaches_python_in_the_request_trace() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).project_name(PROJECT).build().unwrap();
+    let home = temp_home();
+    let mut service = python_command("tracked_web_service.py", &opik, &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(service.stdout.take().unwrap()).lines();
+    let port = tokio::task::spawn_blocking(move || {
+        let line = lines.next().unwrap().unwrap();
+        line.strip_prefix("PORT ").unwrap().parse::<u16>().unwrap()
+    })
+    .await
+    .unwrap();
+
+    let http = ClientBuilder::new(http_client())
+        .with(OpikMiddleware::new())
+        .build();
+    let streamed = move || {
+        let http = http.clone();
+        async move {
+            let chunk = futures_util::stream::once(async move {
+                let resp = http
+                    .post(format!("http://127.0.0.1:{port}/"))
+                    .body("from a stream")
+                    .send()
+                    .await
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(resp.bytes().await.unwrap())
+            });
+            axum::body::Body::from_stream(chunk)
+        }
+    };
+    let app = Router::new()
+        .route("/stream", axum::routing::get(streamed))
+        .layer(OpikLayer::new(store.clone()));
+    let addr = common::serve(app).await;
+    let body = common::get_text(format!("http://{addr}/stream")).await;
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        tokio::task::spawn_blocking(move || service.wait().unwrap())
+            .await
+            .unwrap()
+            .success()
+    );
+    store.flush(FLUSH).await;
+
+    let request = opik
+        .spans()
+        .into_iter()
+        .find(|s| s["name"] == "GET /stream")
+        .unwrap();
+    assert_eq!(answer["trace_id"], request["trace_id"]);
+    assert!(opik.wait_for_spans(2, Duration::from_secs(30)).await);
+    let python_span = opik
+        .span(answer["span_id"].as_str().unwrap())
+        .expect("the Python span arrived");
+    assert_eq!(python_span["parent_span_id"], request["id"]);
+    assert_sdk_writes_accepted(&opik);
+    let _ = std::fs::remove_dir_all(home);
+}
