@@ -5,8 +5,8 @@ pub mod client;
 pub mod config;
 pub mod context;
 mod error;
-pub mod headers;
 mod grpc;
+pub mod headers;
 pub mod id;
 #[cfg(feature = "otel")]
 pub mod otel;
@@ -27,9 +27,9 @@ pub mod span;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod time;
 #[cfg(feature = "tracing")]
 pub mod tracing;
-mod time;
 #[cfg(feature = "macros")]
 mod track;
 mod warn;
