@@ -268,7 +268,7 @@ async fn spans_that_end_after_shutdown_are_counted_as_dropped() {
     });
     let logs = logs.text();
     assert_eq!(
-        logs.matches("ended after SpanStore::shutdown").count(),
+        logs.matches("ended after the store shut down").count(),
         1,
         "{logs}"
     );

@@ -28,6 +28,23 @@ pub(crate) enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
+impl Command {
+    /// Whether the caller stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Self::Flush(done) | Self::Shutdown(done) => done.is_closed(),
+        }
+    }
+
+    fn answer(self) {
+        match self {
+            Self::Flush(done) | Self::Shutdown(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
 /// How the task batches.
 #[derive(Clone, Debug)]
 pub(crate) struct BatchLimits {
@@ -89,18 +106,32 @@ impl Batcher {
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
-                    Some(Command::Flush(done)) => {
-                        self.export_all().await;
-                        self.settle().await;
-                        let _ = done.send(());
-                    }
-                    Some(Command::Shutdown(done)) => {
-                        self.records.close();
-                        self.export_all().await;
-                        self.settle().await;
-                        self.finished = true;
-                        let _ = done.send(());
-                        return;
+                    Some(first) => {
+                        // Every command waiting now is answered by one round of work:
+                        // flushes coalesce, and a shutdown among them serves them all.
+                        let mut waiting = vec![first];
+                        while let Ok(next) = self.commands.try_recv() {
+                            waiting.push(next);
+                        }
+                        let shutdown = waiting.iter().any(|c| matches!(c, Command::Shutdown(_)));
+                        if shutdown {
+                            self.records.close();
+                        }
+                        // A flush whose caller has given up (its timeout passed) is not
+                        // worth a round: the interval delivers those records.
+                        if shutdown || waiting.iter().any(|c| !c.abandoned()) {
+                            self.export_all().await;
+                            self.settle().await;
+                        }
+                        if shutdown {
+                            self.finished = true;
+                        }
+                        for command in waiting {
+                            command.answer();
+                        }
+                        if shutdown {
+                            return;
+                        }
                     }
                     None => {
                         // Every handle is gone: deliver what is left and stop.
@@ -220,6 +251,9 @@ impl Batcher {
 
 impl Drop for Batcher {
     fn drop(&mut self) {
+        // Nobody drains the queue any more: later records are refused and counted, not
+        // queued for nothing.
+        self.records.close();
         if self.finished {
             // Only pushes that raced the shutdown's last drain can be left.
             self.records.discard(LossReason::ShutDown);

@@ -143,13 +143,15 @@ impl SpanStoreBuilder {
         self
     }
 
-    /// How often a partly filled batch is sent.
+    /// How often a partly filled batch is sent: 1 ms to 1 day (a value outside is brought
+    /// to the nearest bound, so `Duration::MAX` means "once a day", never an overflow).
     ///
     /// ```
     /// let b = tower_opik::SpanStore::builder().flush_interval(std::time::Duration::from_millis(250));
     /// ```
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.limits.interval = interval.max(Duration::from_millis(1));
+        self.limits.interval =
+            interval.clamp(Duration::from_millis(1), Duration::from_secs(24 * 3600));
         self
     }
 

@@ -273,8 +273,9 @@ impl SpanStore {
                     tracing::warn!(
                         target: "tower_opik",
                         suppressed,
-                        "a span ended after SpanStore::shutdown and is dropped (await your \
-                         background tasks before calling shutdown)"
+                        "a span ended after the store shut down (SpanStore::shutdown, or its \
+                         runtime stopped) and is dropped: await your background tasks \
+                         before calling shutdown"
                     );
                 }
             }
@@ -324,6 +325,10 @@ impl SpanStore {
     /// # }
     /// ```
     pub async fn shutdown(&self, timeout: Duration) -> FlushReport {
+        // Closed at once: what ends from now on is refused and counted, whoever answers.
+        if let Some(queue) = &self.inner.queue {
+            queue.records.close();
+        }
         self.command(Command::Shutdown, timeout).await
     }
 
@@ -340,7 +345,14 @@ impl SpanStore {
                     // The task has stopped (after a shutdown): done if nothing is left.
                     self.stats().pending() == 0
                 } else {
-                    matches!(tokio::time::timeout(timeout, answer).await, Ok(Ok(())))
+                    match tokio::time::timeout(timeout, answer).await {
+                        Ok(Ok(())) => true,
+                        // The task stopped without answering (a concurrent shutdown
+                        // finished first, or the runtime dropped it): done if nothing is
+                        // left.
+                        Ok(Err(_)) => self.stats().pending() == 0,
+                        Err(_) => false,
+                    }
                 }
             }
         };

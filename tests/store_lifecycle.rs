@@ -1,0 +1,136 @@
+//! The store's commands over loopback against LocalOpik: flushes coalesce and skip callers
+//! that gave up, `shutdown` closes the queue at once and is idempotent, and a store whose
+//! runtime dropped its export task refuses (and counts) records instead of queueing them
+//! for nobody.
+
+#![cfg(feature = "testing")]
+
+mod common;
+
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tower_opik::testing::LocalOpik;
+
+use common::{FLUSH, store_for};
+
+/// 100 flushes whose callers give up at once, a record before each: none is worth a round
+/// of export calls of its own; the last, real flush sends them together.
+#[tokio::test]
+async fn flushes_whose_callers_gave_up_cost_nothing() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    for i in 0..100 {
+        store.root_span(format!("job {i}")).end(); // a span and its trace
+        // Polled once (the command is sent), then dropped: the caller gave up.
+        assert!(store.flush(FLUSH).now_or_never().is_none());
+        // The export task sees each abandoned flush on its own.
+        tokio::task::yield_now().await;
+    }
+    let report = store.flush(FLUSH).await;
+    assert!(report.completed, "{report}");
+    assert_eq!(report.stats.sent, 200, "{report}");
+    // One call for the spans, one for the traces; a round per abandoned flush made 200.
+    assert!(report.stats.export_calls <= 4, "{report}");
+    assert_eq!(opik.spans().len(), 100);
+}
+
+/// Flushes waiting at once all complete, and the records go out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_flushes_all_complete() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    for i in 0..10 {
+        store.root_span(format!("job {i}")).end();
+    }
+    let flushes = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.flush(FLUSH).await })
+    });
+    for flush in futures_util::future::join_all(flushes).await {
+        let report = flush.unwrap();
+        assert!(report.completed, "{report}");
+    }
+    let stats = store.stats();
+    assert_eq!(stats.sent, 20, "{stats}");
+    assert_eq!(stats.pending(), 0);
+    assert!(stats.export_calls <= 4, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_idempotent_and_concurrent_shutdowns_all_complete() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    for i in 0..10 {
+        store.root_span(format!("job {i}")).end();
+    }
+    let (a, b, c) = tokio::join!(
+        store.shutdown(FLUSH),
+        store.shutdown(FLUSH),
+        store.flush(FLUSH)
+    );
+    for report in [&a, &b, &c] {
+        assert!(report.completed, "{report}");
+        assert_eq!(report.stats.sent, 20, "{report}");
+    }
+    // Once more, after the task has stopped.
+    let again = store.shutdown(FLUSH).await;
+    assert!(again.completed, "{again}");
+    assert_eq!(opik.spans().len(), 10);
+}
+
+/// What ends after `shutdown` has begun (here: while it waits for the delivery) is refused
+/// and counted, not delivered by luck.
+#[tokio::test]
+async fn shutdown_closes_the_queue_at_once() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    store.root_span("before").end();
+    let (report, ()) = tokio::join!(store.shutdown(FLUSH), async {
+        // `join!` polled the shutdown first: it has closed the queue by now.
+        store.root_span("after").end();
+    });
+    assert!(report.completed, "{report}");
+    let stats = store.stats();
+    assert_eq!(stats.sent, 2, "{stats}");
+    assert_eq!(stats.dropped, 2, "{stats}");
+    assert_eq!(stats.recorded, 2, "{stats}");
+    let names: Vec<_> = opik.spans().iter().map(|s| s["name"].clone()).collect();
+    assert_eq!(names, ["before"]);
+}
+
+/// A runtime that ends without `shutdown` drops the export task: the records it held are
+/// counted as lost to the stopped runtime, and records made later are refused (dropped),
+/// never queued for nobody to send (`pending` stays 0).
+#[test]
+fn after_the_runtime_dropped_the_task_records_are_refused_and_counted() {
+    let opik_runtime = tokio::runtime::Runtime::new().unwrap();
+    let opik = opik_runtime.block_on(LocalOpik::start()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(async { store_for(&opik).build().unwrap() });
+    store.root_span("queued").end();
+    drop(runtime);
+    let lost = store.stats();
+    assert_eq!(lost.failed, 2, "{lost}"); // lost to the stopped runtime
+    store.root_span("late").end();
+    let stats = store.stats();
+    assert_eq!(stats.dropped, 2, "{stats}");
+    assert_eq!(stats.pending(), 0, "{stats}");
+    assert_eq!(stats.recorded, 2, "{stats}");
+}
+
+#[tokio::test]
+async fn a_flush_interval_of_duration_max_is_once_a_day_not_an_overflow() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik)
+        .flush_interval(Duration::MAX)
+        .build()
+        .unwrap();
+    store.root_span("one").end();
+    let report = store.flush(FLUSH).await;
+    assert!(report.completed, "{report}");
+    assert_eq!(report.stats.sent, 2);
+}
