@@ -166,7 +166,15 @@ where
             Some(parent) => parent.child(metadata.name()),
             None => match self.new_trace_store() {
                 Some(store) => store.root_span(metadata.name()),
-                None => return,
+                None => {
+                    // A GenAI span with nowhere to go is a lost LLM call: counted in
+                    // `StoreStats::no_current_span` (and logged at debug), as a child of no
+                    // current span is. Other spans without a parent are simply not ours.
+                    if declares_genai(metadata) {
+                        crate::store::no_current_span();
+                    }
+                    return;
+                }
             },
         };
         let mut fields = Fields::default();
@@ -223,7 +231,7 @@ where
         let Some(scope) = ctx.event_scope(event) else {
             return;
         };
-        for span in scope {
+        for (depth, span) in scope.enumerate() {
             if !self.may_mirror(span.metadata()) {
                 continue;
             }
@@ -233,7 +241,11 @@ where
             };
             let (entry, error) = self.event_entry(event, keep);
             if let Some(m) = span.extensions_mut().get_mut::<Mirrored>() {
-                if let Some(error) = error {
+                // An ERROR event is the span's error only when it happened in the span
+                // itself: one from an unmirrored descendant (a failed attempt of a retry
+                // loop that then succeeded) is kept among the events, not made the
+                // mirrored ancestor's error.
+                if let Some(error) = error.filter(|_| depth == 0) {
                     m.fields.error.event = Some(error);
                 }
                 match entry {
