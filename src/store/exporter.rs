@@ -19,7 +19,9 @@ pub type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ExportError>>
 /// or an application wants.
 ///
 /// The store calls `export` for one batch at a time and does the retrying, splitting and
-/// counting itself: an exporter makes one attempt and classifies its failure.
+/// counting itself: an exporter makes one attempt and classifies its failure. The store
+/// bounds each call by [`RetryPolicy::attempt_timeout`](crate::store::RetryPolicy::attempt_timeout)
+/// (30 s by default): a call that never returns is dropped and counts as a transient failure.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -41,6 +43,27 @@ pub type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ExportError>>
 pub trait Exporter: Send + Sync + std::fmt::Debug + 'static {
     /// Makes one attempt at sending `batch`.
     fn export<'a>(&'a self, batch: &'a ExportBatch) -> ExportFuture<'a>;
+
+    /// Where this exporter sends, for the store's logs (the WARN line when exports start
+    /// failing): a URL without credentials. `None` (the default) leaves it out.
+    ///
+    /// ```
+    /// # use tower_opik::store::{ExportBatch, ExportFuture, Exporter};
+    /// #[derive(Debug)]
+    /// struct Nowhere;
+    /// impl Exporter for Nowhere {
+    ///     fn export<'a>(&'a self, _: &'a ExportBatch) -> ExportFuture<'a> {
+    ///         Box::pin(async { Ok(()) })
+    ///     }
+    ///     fn destination(&self) -> Option<String> {
+    ///         Some("memory://nowhere".into())
+    ///     }
+    /// }
+    /// assert_eq!(Nowhere.destination().as_deref(), Some("memory://nowhere"));
+    /// ```
+    fn destination(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why an export attempt failed, and whether it is worth another.
@@ -60,8 +83,10 @@ pub enum ExportError {
         /// How long the backend asked us to wait (`Retry-After`, `RateLimit-Reset`).
         retry_after: Option<Duration>,
     },
-    /// A final refusal (400, 401, 402, 403, 404, 422, ...): never retried. For 400 and 422
-    /// the store splits the batch to isolate the bad records.
+    /// A final refusal (400, 401, 402, 403, 404, 413, 422, ...): never retried as is. For
+    /// 400 and 422 the store splits the batch to isolate the bad records; for 413 (a body
+    /// over a proxy's limit) it splits the batch until each part fits, and cuts a record too
+    /// large alone down with truncation markers.
     Rejected {
         /// The HTTP status.
         status: u16,
@@ -228,6 +253,11 @@ impl ExportBatch {
 
     pub(crate) fn take(&mut self) -> Self {
         std::mem::replace(self, Self::new(self.kind))
+    }
+
+    /// The records and their JSON, taking the batch apart.
+    pub(crate) fn into_items(self) -> Vec<Encoded> {
+        self.items
     }
 
     /// Splits the batch in two halves (to isolate a bad record).

@@ -158,6 +158,15 @@ impl Exporter for OpikRestExporter {
     fn export<'a>(&'a self, batch: &'a ExportBatch) -> ExportFuture<'a> {
         Box::pin(self.send(batch))
     }
+
+    /// The spans endpoint, without any user or password the URL carried.
+    fn destination(&self) -> Option<String> {
+        let mut url = self.spans_url.clone();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        Some(url.to_string())
+    }
 }
 
 /// The HTTP client: reqwest on rustls. The application's default rustls provider when it

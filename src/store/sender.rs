@@ -1,6 +1,14 @@
-//! Delivers one batch, as its own task: retries what is worth retrying, splits a batch the
-//! backend refuses for bad content (400, 422) until the bad records stand alone, and
-//! accounts for every record, including those of a task the runtime drops half-way.
+//! Delivers one batch, as its own task, and accounts for every record, naming those it gives
+//! up (including those of a task the runtime drops half-way):
+//!
+//! - retries transient failures (429, 5xx, transport, an export call over
+//!   [`RetryPolicy::attempt_timeout`]): a wait the server asks for is bounded by the batch's
+//!   time budget, other failures by count and time;
+//! - splits a batch the backend refuses for its content (400, 422) until the bad records
+//!   stand alone, and stops as soon as a split shows the refusal is systemic (both halves,
+//!   and both halves of one half, refused alike): the whole batch is then given up at once;
+//! - splits a batch refused as too large (413, a proxy's body limit) until each part fits,
+//!   and cuts a record too large alone down with truncation markers (`truncate.rs`).
 //!
 //! The batcher runs up to `export_concurrency` of these at once (as the Python SDK runs
 //! four workers), so one slow call does not hold every later batch behind it.
@@ -9,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::exporter::{ExportBatch, ExportError, Exporter};
+use super::exporter::{Encoded, ExportBatch, ExportError, Exporter};
 use super::retry::RetryPolicy;
 use super::stats::{Counters, LossReason};
 use crate::warn::RateLimit;
@@ -39,6 +47,21 @@ impl Drop for Unresolved {
     }
 }
 
+type Outcome = Result<(), ExportError>;
+
+/// A part of the batch and how its last delivery went.
+struct Step {
+    batch: ExportBatch,
+    outcome: Outcome,
+    /// Cut down after a 413.
+    truncated: bool,
+}
+
+/// Refusals of a batch's content or size: worth splitting the batch.
+fn splits(status: u16) -> bool {
+    matches!(status, 400 | 413 | 422)
+}
+
 impl Sender {
     /// Delivers `batch`, or accounts for why not.
     pub(crate) async fn send(self, batch: ExportBatch) {
@@ -46,63 +69,265 @@ impl Sender {
             counters: self.counters.clone(),
             records: batch.len() as u64,
         };
-        let mut stack = vec![batch];
-        while let Some(batch) = stack.pop() {
+        if batch.is_empty() {
+            return;
+        }
+        let outcome = self.attempt(&batch).await;
+        let mut stack = vec![Step {
+            batch,
+            outcome,
+            truncated: false,
+        }];
+        while let Some(Step {
+            batch,
+            outcome,
+            truncated,
+        }) = stack.pop()
+        {
             if batch.is_empty() {
                 continue;
             }
             let n = batch.len() as u64;
-            match self.send_with_retry(&batch).await {
+            match outcome {
                 Ok(()) => {
                     Counters::add(&self.counters.sent, n);
+                    if truncated {
+                        Counters::add(&self.counters.truncated, n);
+                    }
                     unresolved.records -= n;
+                }
+                Err(ExportError::Rejected { status, message })
+                    if splits(status) && batch.len() > 1 =>
+                {
+                    match self.bisect(batch, status, &message).await {
+                        Ok(parts) => stack.extend(parts),
+                        Err(parts) => {
+                            let total: usize = parts.iter().map(ExportBatch::len).sum();
+                            let why = format!(
+                                "systemic: every part of a batch of {total} tried was refused \
+                                 alike, not split further: {message}"
+                            );
+                            let ids: Vec<_> = parts
+                                .iter()
+                                .flat_map(|b| b.records().map(|r| r.id()))
+                                .collect();
+                            warn_export(&format!("{total} records rejected with {status}: {why}"));
+                            self.counters.lose_records(
+                                LossReason::Rejected { status },
+                                ids.into_iter(),
+                                || why,
+                            );
+                            unresolved.records -= total as u64;
+                        }
+                    }
                 }
                 Err(ExportError::Rejected {
-                    status: 400 | 422, ..
-                }) if batch.len() > 1 => {
-                    let (first, second) = batch.split();
-                    stack.push(second);
-                    stack.push(first);
-                }
+                    status: 413,
+                    message,
+                }) => match shrink(batch) {
+                    Ok(batch) => {
+                        let outcome = self.attempt(&batch).await;
+                        stack.push(Step {
+                            batch,
+                            outcome,
+                            truncated: true,
+                        });
+                    }
+                    Err(batch) => {
+                        let why = format!(
+                            "refused as too large (413) even with its payloads truncated: \
+                             {message}"
+                        );
+                        self.give_up(LossReason::TooLarge, &batch, why, &mut unresolved);
+                    }
+                },
                 Err(ExportError::Rejected { status, message }) => {
-                    warn_export(&format!("{n} records rejected with {status}: {message}"));
-                    let ids = id_list(&batch);
-                    self.counters.lose(LossReason::Rejected { status }, n, || {
-                        format!("{message} [{ids}]")
-                    });
-                    unresolved.records -= n;
+                    let reason = LossReason::Rejected { status };
+                    self.give_up(reason, &batch, message, &mut unresolved);
                 }
                 Err(ExportError::Retryable { reason, .. }) => {
-                    warn_export(&format!("{n} records given up after retries: {reason}"));
-                    self.counters
-                        .lose(LossReason::RetriesExhausted, n, || reason);
-                    unresolved.records -= n;
+                    let why = format!("given up after retries: {reason}");
+                    self.give_up(LossReason::RetriesExhausted, &batch, why, &mut unresolved);
                 }
             }
         }
     }
 
-    async fn send_with_retry(&self, batch: &ExportBatch) -> Result<(), ExportError> {
+    /// Splits a batch refused with `status`, tries both halves, and returns the parts to
+    /// resolve; or, when the refusal is systemic, `Err` with every part, to give up. A
+    /// refusal is systemic when both halves, and both halves of the first half, are refused
+    /// alike (a 413 never is: halves of a batch too large can both be too large).
+    async fn bisect(
+        &self,
+        batch: ExportBatch,
+        status: u16,
+        message: &str,
+    ) -> Result<Vec<Step>, Vec<ExportBatch>> {
+        let step = |batch, outcome| Step {
+            batch,
+            outcome,
+            truncated: false,
+        };
+        let (first, second) = batch.split();
+        let first_outcome = self.attempt(&first).await;
+        let second_outcome = self.attempt(&second).await;
+        let alike = |a: &Outcome, b: &Outcome| {
+            status != 413 && refused_like(a, status, message) && refused_like(b, status, message)
+        };
+        if !alike(&first_outcome, &second_outcome) || first.len() < 2 {
+            // Popped first to last: the first half first.
+            return Ok(vec![
+                step(second, second_outcome),
+                step(first, first_outcome),
+            ]);
+        }
+        let (q1, q2) = first.split();
+        let q1_outcome = self.attempt(&q1).await;
+        let q2_outcome = self.attempt(&q2).await;
+        if alike(&q1_outcome, &q2_outcome) {
+            return Err(vec![q1, q2, second]);
+        }
+        Ok(vec![
+            step(second, second_outcome),
+            step(q2, q2_outcome),
+            step(q1, q1_outcome),
+        ])
+    }
+
+    fn give_up(
+        &self,
+        reason: LossReason,
+        batch: &ExportBatch,
+        message: String,
+        unresolved: &mut Unresolved,
+    ) {
+        let n = batch.len() as u64;
+        warn_export(&format!("{n} records {reason}: {message}"));
+        self.counters
+            .lose_records(reason, batch.records().map(|r| r.id()), || message);
+        unresolved.records -= n;
+    }
+
+    /// Sends one batch as is, retrying transient failures as the policy allows.
+    async fn attempt(&self, batch: &ExportBatch) -> Outcome {
         let started = Instant::now();
-        let mut attempts = 0u32;
+        let limit = self.retry.export_timeout();
+        let mut failures = 0u32;
         loop {
-            attempts += 1;
             Counters::add(&self.counters.export_calls, 1);
-            let err = match self.exporter.export(batch).await {
-                Ok(()) => return Ok(()),
-                Err(e @ ExportError::Rejected { .. }) => return Err(e),
+            let outcome = match tokio::time::timeout(limit, self.exporter.export(batch)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(ExportError::retryable(
+                    format!("the export call took over {limit:?} and was abandoned"),
+                    None,
+                )),
+            };
+            let err = match outcome {
+                Ok(()) => {
+                    self.recovered();
+                    return Ok(());
+                }
                 Err(e) => e,
             };
-            let ExportError::Retryable { retry_after, .. } = &err else {
-                return Err(err);
+            let retry_after = match &err {
+                ExportError::Retryable { retry_after, .. } => *retry_after,
+                ExportError::Rejected { status, .. } => {
+                    if !splits(*status) {
+                        self.failing(&err);
+                    }
+                    return Err(err);
+                }
             };
-            let wait = self.retry.delay(attempts - 1, *retry_after);
-            if !self.retry.allows(attempts, started.elapsed(), wait) {
+            self.failing(&err);
+            let wait = self.retry.wait(failures, retry_after);
+            if !wait.server_paced {
+                failures = failures.saturating_add(1);
+            }
+            if !self
+                .retry
+                .allows(failures, started.elapsed(), wait.duration)
+            {
                 return Err(err);
             }
+            let wait = wait.duration;
             tracing::debug!(target: "tower_opik", error = %err, ?wait, "export failed, retrying");
             Counters::add(&self.counters.retries, 1);
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// An attempt failed: the first failure after successes is logged at WARN (rate-limited),
+    /// with where the exporter sends (never a credential).
+    fn failing(&self, err: &ExportError) {
+        if let Some(suppressed) = self.counters.health.failed() {
+            let destination = self
+                .exporter
+                .destination()
+                .unwrap_or_else(|| "a custom exporter".into());
+            tracing::warn!(
+                target: "tower_opik",
+                suppressed,
+                %destination,
+                "Opik export failing ({err}) sending to {destination}: records are kept and \
+                 retried, the store's stats() count what is given up; logged again when it \
+                 recovers"
+            );
+        }
+    }
+
+    /// An attempt succeeded: the first success after failures is logged at INFO.
+    fn recovered(&self) {
+        if let Some(suppressed) = self.counters.health.succeeded() {
+            let destination = self
+                .exporter
+                .destination()
+                .unwrap_or_else(|| "a custom exporter".into());
+            tracing::info!(
+                target: "tower_opik",
+                suppressed,
+                %destination,
+                "Opik export recovered: batches are delivered again"
+            );
+        }
+    }
+}
+
+/// Whether `outcome` is a refusal with `status` and a message like `message` (ids, indices
+/// and other hex digits aside: "spans[0] (id 0193...)" is like "spans[0] (id 0194...)").
+fn refused_like(outcome: &Outcome, status: u16, message: &str) -> bool {
+    let shape = |m: &str| {
+        m.chars()
+            .map(|c| if c.is_ascii_hexdigit() { '#' } else { c })
+            .collect::<String>()
+    };
+    matches!(outcome, Err(ExportError::Rejected { status: s, message: m })
+        if *s == status && shape(m) == shape(message))
+}
+
+/// A batch of one record refused as too large, cut down to half its size with truncation
+/// markers; `Err` with the batch when its payloads are not what makes it large.
+fn shrink(batch: ExportBatch) -> Result<ExportBatch, ExportBatch> {
+    let kind = batch.kind();
+    if batch.len() != 1 {
+        return Err(batch); // not a single record (never the case): left as it was
+    }
+    let mut batch_out = ExportBatch::new(kind);
+    let Some(Encoded { mut record, json }) = batch.into_items().pop() else {
+        return Err(batch_out);
+    };
+    let limit = json.len() / 2;
+    let original = json.clone();
+    match super::truncate::fit(&mut record, json, limit) {
+        Some(json) => {
+            batch_out.push(Encoded { record, json });
+            Ok(batch_out)
+        }
+        None => {
+            batch_out.push(Encoded {
+                record,
+                json: original,
+            });
+            Err(batch_out)
         }
     }
 }
@@ -111,17 +336,4 @@ fn warn_export(message: &str) {
     if let Some(suppressed) = EXPORT_WARNING.check() {
         tracing::warn!(target: "tower_opik", suppressed, "Opik export: {message}");
     }
-}
-
-/// The ids of a (small) batch, for the loss message: at most 5.
-fn id_list(batch: &ExportBatch) -> String {
-    let mut ids: Vec<String> = batch
-        .records()
-        .take(5)
-        .map(|r| r.id().to_string())
-        .collect();
-    if batch.len() > 5 {
-        ids.push(format!("and {} more", batch.len() - 5));
-    }
-    ids.join(", ")
 }

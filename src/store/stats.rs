@@ -3,7 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use uuid::Uuid;
+
+use crate::warn::RateLimit;
+
+/// Records named per loss reason; beyond that, [`Loss::unnamed`] counts them.
+pub(crate) const MAX_NAMED_LOSSES: usize = 100;
+
+/// Records named per loss reason in the one-line report ([`StoreStats`]'s `Display`).
+const NAMED_IN_DISPLAY: usize = 10;
 
 /// Why records were not delivered.
 ///
@@ -59,12 +69,17 @@ impl std::fmt::Display for LossReason {
     }
 }
 
-/// Records lost for one reason, with the last message that came with them.
+/// Records lost for one reason, with the last message that came with them and the ids of
+/// the records given up after they were queued (the first 100 per reason; drops at
+/// `record` and records lost to a stopped runtime are counted, not named).
 ///
 /// ```
 /// # let stats = tower_opik::SpanStore::disabled().stats();
 /// for loss in &stats.losses {
 ///     println!("{} records: {} ({})", loss.count, loss.reason, loss.last_message);
+///     for id in &loss.records {
+///         println!("  given up: {id}");
+///     }
 /// }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +91,11 @@ pub struct Loss {
     pub count: u64,
     /// The last detail seen (a status line, a backend message), without secrets.
     pub last_message: String,
+    /// The ids of the records given up, in the order they were, at most 100 (the
+    /// one-line report, `Display`, shows the first 10 and how many more).
+    pub records: Vec<Uuid>,
+    /// Records of `count` given up but not in `records` (over the bound, or never named).
+    pub unnamed: u64,
 }
 
 /// A snapshot of the store's counters. All counts are of records (spans and traces).
@@ -144,6 +164,20 @@ impl std::fmt::Display for StoreStats {
             if !loss.last_message.is_empty() {
                 write!(f, " ({})", loss.last_message)?;
             }
+            if !loss.records.is_empty() {
+                f.write_str(" [")?;
+                for (i, id) in loss.records.iter().take(NAMED_IN_DISPLAY).enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{id}")?;
+                }
+                let shown = loss.records.len().min(NAMED_IN_DISPLAY) as u64;
+                if loss.count > shown {
+                    write!(f, " and {} more", loss.count - shown)?;
+                }
+                f.write_str("]")?;
+            }
         }
         Ok(())
     }
@@ -195,7 +229,53 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) export_calls: AtomicU64,
     pub(crate) truncated: AtomicU64,
-    losses: Mutex<BTreeMap<LossReason, (u64, String)>>,
+    losses: Mutex<BTreeMap<LossReason, LossEntry>>,
+    /// Whether exports are failing now, and the logs of its changes.
+    pub(crate) health: Health,
+}
+
+#[derive(Debug, Default)]
+struct LossEntry {
+    count: u64,
+    message: String,
+    ids: Vec<Uuid>,
+}
+
+/// Whether this store's exports are failing, to log the change (not every failure): the
+/// first failure at WARN, the first success after failures at INFO, each rate-limited.
+#[derive(Debug)]
+pub(crate) struct Health {
+    failing: AtomicBool,
+    warn: RateLimit,
+    info: RateLimit,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            failing: AtomicBool::new(false),
+            warn: RateLimit::new(),
+            info: RateLimit::new(),
+        }
+    }
+}
+
+impl Health {
+    /// An export attempt failed: `Some(suppressed)` when this is the change to log.
+    pub(crate) fn failed(&self) -> Option<u64> {
+        if self.failing.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        self.warn.check()
+    }
+
+    /// An export attempt succeeded: `Some(suppressed)` when it ends failures to log.
+    pub(crate) fn succeeded(&self) -> Option<u64> {
+        if !self.failing.load(Ordering::Relaxed) || !self.failing.swap(false, Ordering::Relaxed) {
+            return None;
+        }
+        self.info.check()
+    }
 }
 
 /// Children asked of no current span while an enabled store was alive (process-wide).
@@ -264,8 +344,29 @@ impl Counters {
         }
         let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
         let entry = losses.entry(reason).or_default();
-        entry.0 += n;
-        entry.1 = message();
+        entry.count += n;
+        entry.message = message();
+    }
+
+    /// Counts the records `ids` as given up after they were queued (never a drop), naming
+    /// them in the report (up to `MAX_NAMED_LOSSES` per reason).
+    pub(crate) fn lose_records(
+        &self,
+        reason: LossReason,
+        ids: impl ExactSizeIterator<Item = Uuid>,
+        message: impl FnOnce() -> String,
+    ) {
+        let n = ids.len() as u64;
+        if n == 0 || reason.is_drop() {
+            return self.lose(reason, n, message);
+        }
+        Self::add(&self.failed, n);
+        let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = losses.entry(reason).or_default();
+        entry.count += n;
+        entry.message = message();
+        let room = MAX_NAMED_LOSSES.saturating_sub(entry.ids.len());
+        entry.ids.extend(ids.take(room));
     }
 
     pub(crate) fn snapshot(&self) -> StoreStats {
@@ -277,7 +378,7 @@ impl Counters {
         let losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
         let kept = losses
             .iter()
-            .map(|(reason, (count, msg))| (*reason, *count, msg.clone()));
+            .map(|(reason, e)| (*reason, e.count, e.message.clone(), e.ids.clone()));
         StoreStats {
             recorded: get(&self.recorded),
             sent: get(&self.sent),
@@ -291,12 +392,14 @@ impl Counters {
             losses: drops
                 .into_iter()
                 .filter(|(_, n)| *n > 0)
-                .map(|(reason, n)| (reason, n, String::new()))
+                .map(|(reason, n)| (reason, n, String::new(), Vec::new()))
                 .chain(kept)
-                .map(|(reason, count, last_message)| Loss {
+                .map(|(reason, count, last_message, records)| Loss {
                     reason,
                     count,
                     last_message,
+                    unnamed: count.saturating_sub(records.len() as u64),
+                    records,
                 })
                 .collect(),
         }
@@ -330,5 +433,37 @@ mod tests {
                 (LossReason::RetriesExhausted, 2, "timeout"),
             ]
         );
+    }
+
+    #[test]
+    fn given_up_records_are_named_up_to_a_bound() {
+        let counters = Counters::default();
+        let ids: Vec<Uuid> = (0..MAX_NAMED_LOSSES + 5).map(|_| Uuid::now_v7()).collect();
+        let rejected = LossReason::Rejected { status: 400 };
+        counters.lose_records(rejected, ids[..1].iter().copied(), || "first".into());
+        counters.lose_records(rejected, ids[1..].iter().copied(), || "second".into());
+        counters.lose(LossReason::RuntimeStopped, 3, String::new);
+        let stats = counters.snapshot();
+        assert_eq!(stats.failed, ids.len() as u64 + 3);
+        let loss = &stats.losses[0];
+        assert_eq!(loss.count, ids.len() as u64);
+        assert_eq!(loss.records, ids[..MAX_NAMED_LOSSES]);
+        assert_eq!(loss.unnamed, 5);
+        assert_eq!(stats.losses[1].unnamed, 3);
+        let text = stats.to_string();
+        assert!(text.contains(&ids[0].to_string()), "{text}");
+        assert!(text.contains(&ids[9].to_string()), "{text}");
+        assert!(!text.contains(&ids[10].to_string()), "{text}");
+        assert!(text.contains("and 95 more]"), "{text}");
+    }
+
+    #[test]
+    fn health_changes_are_reported_once_each() {
+        let health = Health::default();
+        assert_eq!(health.succeeded(), None);
+        assert_eq!(health.failed(), Some(0));
+        assert_eq!(health.failed(), None);
+        assert_eq!(health.succeeded(), Some(0));
+        assert_eq!(health.succeeded(), None);
     }
 }

@@ -157,6 +157,16 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         ));
     };
 
+    // A proxy's body limit and a rate limit answer before Opik looks at anything.
+    if let Some(refusal) = shared.faults.refusal(body.len()) {
+        return Ok(finish(
+            &shared,
+            log,
+            refusal.status,
+            refusal.message,
+            Some(refusal.headers),
+        ));
+    }
     let (delay, fault) = shared.faults.next();
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
