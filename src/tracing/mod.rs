@@ -63,7 +63,7 @@
 //! | `opik.input`, `opik.output` | merged into `input`, `output` (an object's keys; another value under `input`/`output`) |
 //! | `opik.metadata.<k>`, `opik.metadata` (an object) | `metadata.<k>` |
 //! | `error` (`true`, a message, `%e`, `&e as &dyn Error`), `error.type`, `error.message`, `exception.type` / `.message` / `.stacktrace`, `otel.status_code = "error"` with `otel.status_message` | `error_info` |
-//! | an `ERROR`-level event in the span (as `#[instrument(err)]` emits) | `error_info` (type: its `error.type`/`exception.type` or `Error`; message: its `error` field or message) |
+//! | an `ERROR`-level event in the span itself (as `#[instrument(err)]` emits) | `error_info` (type: its `error.type`/`exception.type` or `Error`; message: its `error` field or message); one in an unmirrored descendant stays among the events |
 //! | other events in the span or in its unmirrored descendants | metadata `tracing.events`: `{time, level, target, message, fields}`, at most [`max_events`](OpikTracingLayerBuilder::max_events) (more are counted in `tracing.events_dropped`) |
 //! | any other field (`gen_ai.*` ones such as `gen_ai.request.temperature`, `gen_ai.response.finish_reasons`, `gen_ai.tool.*`, `gen_ai.output.type`, `server.address`, your own) | metadata under its own name; never input |
 //! | `code.*`, `thread.*`, `log.*`, `busy_ns`, `idle_ns`, `otel.kind` | never sent |
