@@ -133,7 +133,7 @@ impl ErrorInfo {
             traceback.push_str(&s.to_string());
             source = s.source();
         }
-        Self::with_traceback(std::any::type_name::<E>(), err.to_string(), traceback)
+        Self::with_traceback(error_type_name::<E>(), err.to_string(), traceback)
     }
 
     /// The error's type.
@@ -556,6 +556,18 @@ pub fn into_object(value: Value, key: &str) -> Option<JsonObject> {
             map.insert(key.to_owned(), other);
             Some(map)
         }
+    }
+}
+
+/// A Rust error type's name for `exception_type`: the type's path (`std::io::error::Error`),
+/// references stripped; a trait object (`dyn Error + Send + Sync`, what a boxed or `anyhow`
+/// error derefs to) has no name of its own and is `Error`.
+fn error_type_name<E: ?Sized>() -> &'static str {
+    let name = std::any::type_name::<E>().trim_start_matches('&');
+    if name.starts_with("dyn ") {
+        "Error"
+    } else {
+        name
     }
 }
 

@@ -312,6 +312,9 @@ impl Span {
     /// let result: Result<u32, BoxError> = Err("no model".into());
     /// let span = tower_opik::Span::none();
     /// span.end_with_result(&result.as_ref().map_err(|e| &**e));
+    /// // The exception type of a `dyn Error` is `Error`: a trait object has no type name.
+    /// let e: &(dyn std::error::Error + Send + Sync) = &**result.as_ref().unwrap_err();
+    /// assert_eq!(tower_opik::ErrorInfo::from_error(e).exception_type(), "Error");
     /// // anyhow: `result.as_ref().map_err(|e| &**e)` as well (anyhow::Error derefs to dyn Error).
     /// ```
     pub fn end_with_result<T, E>(&self, result: &Result<T, E>)
