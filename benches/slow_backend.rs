@@ -71,7 +71,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
     let client = reqwest::Client::new();
     let payload: &'static Value = Box::leak(Box::new(llm_payload(1)));
     let names = [

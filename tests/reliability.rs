@@ -1,6 +1,11 @@
 //! Reliability and security: the service never suffers for Opik, shutdown drains, giant
 //! payloads are truncated rather than sinking a batch, secrets never leak.
-#![cfg(all(feature = "testing", feature = "axum", feature = "reqwest-middleware"))]
+#![cfg(all(
+    feature = "testing",
+    feature = "axum",
+    feature = "reqwest-middleware",
+    feature = "otel"
+))]
 
 mod common;
 
@@ -184,6 +189,7 @@ fn secrets_never_reach_logs_spans_or_errors() {
                 .retry(common::fast_retry())
                 .build()
                 .unwrap();
+            debug_never_shows_the_key(&config, &store);
             let open = LocalOpik::start().await.unwrap();
             let open_store = store_for(&open).build().unwrap();
             let addr = serve(
@@ -227,6 +233,54 @@ fn secrets_never_reach_logs_spans_or_errors() {
         !stored.contains("CANARY"),
         "a header or the query leaked into a span: {stored}"
     );
+}
+
+/// `Debug` (plain and `{:#?}`) of everything public that holds the key: the config, the
+/// key, both REST exporters (ours, and one on the application's client), both OTLP
+/// exporters (opentelemetry-otlp derives `Debug` over its headers), the store and the
+/// layer. Each must be there and say something, and never the key.
+fn debug_never_shows_the_key(config: &OpikConfig, store: &SpanStore) {
+    use tower_opik::store::OpikRestExporter;
+    let key = config.api_key().expect("the test sets a key");
+    assert!(key.expose_secret().contains("CANARY"));
+    let rest = OpikRestExporter::new(config).unwrap();
+    let rest_on_app_client = OpikRestExporter::with_client(config, http_client()).unwrap();
+    let layer = OpikLayer::new(store.clone());
+    let otlp = tower_opik::otel::opik_otlp_exporter(config).unwrap();
+    let otlp_on_app_client =
+        tower_opik::otel::opik_otlp_exporter_with_client(config, http_client()).unwrap();
+    let shown = [
+        ("config", format!("{config:?}"), format!("{config:#?}")),
+        ("key", format!("{key:?}"), format!("{key:#?}")),
+        ("REST exporter", format!("{rest:?}"), format!("{rest:#?}")),
+        (
+            "REST exporter on the app's client",
+            format!("{rest_on_app_client:?}"),
+            format!("{rest_on_app_client:#?}"),
+        ),
+        ("OTLP exporter", format!("{otlp:?}"), format!("{otlp:#?}")),
+        (
+            "OTLP exporter on the app's client",
+            format!("{otlp_on_app_client:?}"),
+            format!("{otlp_on_app_client:#?}"),
+        ),
+        ("store", format!("{store:?}"), format!("{store:#?}")),
+        ("layer", format!("{layer:?}"), format!("{layer:#?}")),
+    ];
+    for (what, plain, pretty) in &shown {
+        assert!(plain.len() > 8, "the {what}'s Debug says nothing: {plain}");
+        assert!(
+            !plain.contains("CANARY"),
+            "the key leaked in the {what}'s Debug: {plain}"
+        );
+        assert!(
+            !pretty.contains("CANARY"),
+            "the key leaked in the {what}'s Debug: {pretty}"
+        );
+    }
+    // The OTLP exporter's Debug does print its headers: the workspace is there, the key not.
+    assert!(shown[4].1.contains("comet-workspace"), "{}", shown[4].1);
+    assert!(shown[4].1.contains("authorization: Some(Sensitive)"), "{}", shown[4].1);
 }
 
 #[test]

@@ -105,7 +105,6 @@ fn client(llm: std::net::SocketAddr) -> Client {
 }
 
 async fn run() {
-    // genai builds its own reqwest client, which (features unify) needs a rustls provider.
     let http = http_client();
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).build().unwrap();

@@ -11,9 +11,6 @@ use crate::{FLUSH_TIMEOUT, Result};
 
 /// One call inside a new trace; returns the trace id.
 pub(crate) async fn call(store: &SpanStore, server_url: &str, prompt: &str) -> Result<Uuid> {
-    // The example's own HTTP client needs a TLS provider in the process (tower-opik's
-    // exporter brings its own; your application's reqwest usually has one by default).
-    let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
     let http = ClientBuilder::new(reqwest::Client::new())
         .with(OpikMiddleware::new())
         .build();

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 
+use http::HeaderValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 
 use crate::config::OpikConfig;
+use crate::store::Transport;
 
 /// Opik's OTLP endpoint, relative to its base URL.
 ///
@@ -15,11 +17,21 @@ pub const OTLP_TRACES_PATH: &str = "v1/private/otel/v1/traces";
 
 /// An OTLP span exporter for Opik: protobuf over HTTP (the reliable encoding: Opik reads JSON
 /// ids as base64) to `v1/private/otel/v1/traces`, with the `Authorization`,
-/// `Comet-Workspace` and `projectName` headers taken from `config`, over the same
-/// pure-Rust TLS stack as the REST exporter.
+/// `Comet-Workspace` and `projectName` headers taken from `config`, over the same HTTP(S)
+/// client as the REST exporter ([`OpikRestExporter::new`](crate::store::OpikRestExporter::new)).
+///
+/// The API key is added by our HTTP client as a sensitive header, never handed to
+/// opentelemetry-otlp (whose `Debug` prints its headers): the exporter's `Debug` does not
+/// show it.
 ///
 /// Call it inside a tokio runtime: the HTTP calls run on that runtime, so the exporter works
 /// from the SDK's batch thread too (which has none), as long as the runtime lives.
+///
+/// # Errors
+///
+/// [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime;
+/// [`Error::InvalidApiKey`](crate::Error::InvalidApiKey) when the key cannot be a header;
+/// [`Error::Tls`](crate::Error::Tls) as [`OpikRestExporter::new`](crate::store::OpikRestExporter::new).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -37,15 +49,49 @@ pub const OTLP_TRACES_PATH: &str = "v1/private/otel/v1/traces";
 pub fn opik_otlp_exporter(
     config: &OpikConfig,
 ) -> Result<opentelemetry_otlp::SpanExporter, crate::Error> {
+    build(config, crate::store::http_client(config)?)
+}
+
+/// [`opik_otlp_exporter`] sending with the application's own `client` (its proxies, root
+/// certificates, TLS stack), as
+/// [`OpikRestExporter::with_client`](crate::store::OpikRestExporter::with_client).
+///
+/// # Errors
+///
+/// [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime;
+/// [`Error::InvalidApiKey`](crate::Error::InvalidApiKey) when the key cannot be a header.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = tower_opik::OpikConfig::local("http://127.0.0.1:5173/api/");
+/// let client = reqwest::Client::builder().build()?;
+/// let exporter = tower_opik::otel::opik_otlp_exporter_with_client(&config, client)?;
+/// # let _ = exporter;
+/// # Ok(()) }
+/// ```
+pub fn opik_otlp_exporter_with_client(
+    config: &OpikConfig,
+    client: reqwest::Client,
+) -> Result<opentelemetry_otlp::SpanExporter, crate::Error> {
+    build(config, Transport::Reqwest(client))
+}
+
+fn build(
+    config: &OpikConfig,
+    transport: Transport,
+) -> Result<opentelemetry_otlp::SpanExporter, crate::Error> {
+    let authorization = match config.api_key() {
+        Some(key) => Some(key.to_header_value().ok_or(crate::Error::InvalidApiKey)?),
+        None => None,
+    };
     let mut headers = HashMap::new();
-    if let Some(key) = config.api_key() {
-        headers.insert("Authorization".to_owned(), key.expose_secret().to_owned());
-    }
     headers.insert("Comet-Workspace".to_owned(), config.workspace().to_owned());
     headers.insert("projectName".to_owned(), config.project_name().to_owned());
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
     let client = OnTokio {
-        client: crate::store::http_client()?,
+        transport,
+        authorization,
         runtime,
     };
     opentelemetry_otlp::SpanExporter::builder()
@@ -58,10 +104,15 @@ pub fn opik_otlp_exporter(
         .map_err(|e| crate::Error::Tls(e.to_string()))
 }
 
-/// Runs the exporter's HTTP calls on a tokio runtime, whatever thread asks for them.
+/// The most of an OTLP answer's body read (a partial-success message is far smaller).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Runs the exporter's HTTP calls on a tokio runtime, whatever thread asks for them, and
+/// adds the `Authorization` header (sensitive: its `Debug` prints `Sensitive`).
 #[derive(Debug)]
 struct OnTokio {
-    client: reqwest::Client,
+    transport: Transport,
+    authorization: Option<HeaderValue>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -69,11 +120,22 @@ struct OnTokio {
 impl opentelemetry_http::HttpClient for OnTokio {
     async fn send_bytes(
         &self,
-        request: http::Request<bytes::Bytes>,
+        mut request: http::Request<bytes::Bytes>,
     ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let client = self.client.clone();
-        self.runtime
-            .spawn(async move { client.send_bytes(request).await })
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        let transport = self.transport.clone();
+        let reply = self
+            .runtime
+            .spawn(async move { transport.send(request, MAX_ANSWER).await })
             .await?
+            .map_err(|e| format!("{e:?}"))?;
+        let mut response = http::Response::new(reply.body);
+        *response.status_mut() = reply.status;
+        *response.headers_mut() = reply.headers;
+        Ok(response)
     }
 }

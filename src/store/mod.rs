@@ -47,7 +47,7 @@ pub use builder::SpanStoreBuilder;
 pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 pub use rest::OpikRestExporter;
 #[cfg(feature = "otel")]
-pub(crate) use rest::http_client;
+pub(crate) use rest::{Transport, http_client};
 pub use retry::RetryPolicy;
 pub(crate) use stats::no_current_span;
 pub use stats::{FlushReport, Loss, LossReason, StoreStats};

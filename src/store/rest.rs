@@ -1,7 +1,6 @@
 //! The default exporter: Opik's REST batch endpoints over HTTP(S), gzipped above a size.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -10,6 +9,10 @@ use reqwest::Url;
 use super::exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 use crate::config::OpikConfig;
 
+mod transport;
+pub(crate) use transport::Transport;
+use transport::TransportError;
+
 /// How much of an error answer's body is kept for the report.
 const MAX_ERROR_BODY: usize = 2048;
 
@@ -17,9 +20,12 @@ const MAX_ERROR_BODY: usize = 2048;
 /// with the headers the official SDKs send (`Authorization: <raw key>`, `Comet-Workspace`),
 /// gzipping bodies from a threshold on.
 ///
-/// HTTPS goes through rustls with the pure-Rust RustCrypto provider and the platform's
-/// certificate verifier, unless the application installed its own default rustls
-/// `CryptoProvider`, which is then used.
+/// [`new`](Self::new) sends with our own client: hyper on rustls with the platform's
+/// certificate verifier and the crypto provider the application installed as the process
+/// default, else the one a feature compiles in (`rustls-ring`, the default, or
+/// `rustls-aws-lc`). It enables nothing on the application's reqwest. To go through a
+/// proxy, trust a private CA, or send with the application's own TLS stack, hand it a
+/// `reqwest::Client` with [`with_client`](Self::with_client).
 ///
 /// ```
 /// use tower_opik::{OpikConfig, store::OpikRestExporter};
@@ -32,7 +38,7 @@ const MAX_ERROR_BODY: usize = 2048;
 /// ```
 #[derive(Clone)]
 pub struct OpikRestExporter {
-    client: reqwest::Client,
+    transport: Transport,
     spans_url: Url,
     traces_url: Url,
     headers: HeaderMap,
@@ -47,6 +53,7 @@ impl std::fmt::Debug for OpikRestExporter {
             .field("traces_url", &self.traces_url.as_str())
             .field("timeout", &self.timeout)
             .field("gzip_threshold", &self.gzip_threshold)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -55,17 +62,56 @@ impl OpikRestExporter {
     /// An exporter for the Opik instance `config` names: 10 s per request, gzip from 256
     /// bytes (as the Python SDK).
     ///
-    /// Fails only when the HTTP client cannot be built (no usable TLS configuration).
+    /// # Errors
+    ///
+    /// [`Error::InvalidApiKey`](crate::Error::InvalidApiKey) or
+    /// [`Error::InvalidWorkspace`](crate::Error::InvalidWorkspace) when they cannot be
+    /// headers; [`Error::Tls`](crate::Error::Tls) when the HTTPS client cannot be set up, or
+    /// when the URL is `https` and no rustls provider is compiled in (`rustls-ring`,
+    /// `rustls-aws-lc`) nor installed as the process default.
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::local("http://localhost:5173/api/");
     /// assert!(tower_opik::store::OpikRestExporter::new(&config).is_ok());
     /// ```
     pub fn new(config: &OpikConfig) -> Result<Self, crate::Error> {
+        Self::build(config, http_client(config)?)
+    }
+
+    /// An exporter that sends with `client`, the application's own: its proxies, root
+    /// certificates, TLS backend and crypto provider, its connection pool. Our headers
+    /// (`Authorization`, `Comet-Workspace`, `User-Agent`), timeout and gzip still apply; the
+    /// client's default headers are sent too. No TLS feature of ours is needed for it
+    /// (`default-features = false` builds none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidApiKey`](crate::Error::InvalidApiKey) or
+    /// [`Error::InvalidWorkspace`](crate::Error::InvalidWorkspace) when they cannot be
+    /// headers.
+    ///
+    /// ```
+    /// use tower_opik::{OpikConfig, store::OpikRestExporter};
+    /// // e.g. reqwest::Client::builder().proxy(reqwest::Proxy::https("http://proxy:3128")?)
+    /// let client = reqwest::Client::builder().build()?;
+    /// let config = OpikConfig::local("http://127.0.0.1:5173/api/");
+    /// let exporter = OpikRestExporter::with_client(&config, client)?;
+    /// # let _ = exporter;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_client(config: &OpikConfig, client: reqwest::Client) -> Result<Self, crate::Error> {
+        Self::build(config, Transport::Reqwest(client))
+    }
+
+    fn build(config: &OpikConfig, transport: Transport) -> Result<Self, crate::Error> {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
         );
         if let Some(key) = config.api_key() {
             match key.to_header_value() {
@@ -82,7 +128,7 @@ impl OpikRestExporter {
             Err(_) => return Err(crate::Error::InvalidWorkspace),
         }
         Ok(Self {
-            client: http_client()?,
+            transport,
             spans_url: config.endpoint(RecordKind::Span.path()),
             traces_url: config.endpoint(RecordKind::Trace.path()),
             headers,
@@ -119,28 +165,38 @@ impl OpikRestExporter {
             RecordKind::Trace => &self.traces_url,
         };
         let body = batch.json_body();
-        let mut request = self
-            .client
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.timeout);
-        request = if body.len() >= self.gzip_threshold {
-            match gzip(&body) {
-                Ok(zipped) => request
-                    .header(http::header::CONTENT_ENCODING, "gzip")
-                    .body(zipped),
-                Err(_) => request.body(body),
+        let mut headers = self.headers.clone();
+        let body = match (body.len() >= self.gzip_threshold)
+            .then(|| gzip(&body).ok())
+            .flatten()
+        {
+            Some(zipped) => {
+                headers.insert(
+                    http::header::CONTENT_ENCODING,
+                    HeaderValue::from_static("gzip"),
+                );
+                zipped
             }
-        } else {
-            request.body(body)
+            None => body,
         };
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
+        let mut request = http::Request::new(bytes::Bytes::from(body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = url
+            .as_str()
+            .parse()
+            .map_err(|_| ExportError::rejected(0, "the Opik URL is not a valid URI"))?;
+        *request.headers_mut() = headers;
+        let reply =
+            tokio::time::timeout(self.timeout, self.transport.send(request, MAX_ERROR_BODY))
+                .await
+                .map_err(|_| ExportError::retryable(format!("timed out: {url}"), None))?
+                .map_err(|e| transport_error(e, url))?;
+        let status = reply.status;
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = retry_after(response.headers(), SystemTime::now());
-        let message = error_body(response).await;
+        let retry_after = retry_after(&reply.headers, SystemTime::now());
+        let message = String::from_utf8_lossy(&reply.body).trim().to_owned();
         let summary = if message.is_empty() {
             status.to_string()
         } else {
@@ -169,28 +225,12 @@ impl Exporter for OpikRestExporter {
     }
 }
 
-/// The HTTP client: reqwest on rustls. The application's default rustls provider when it
-/// installed one, else the pure-Rust RustCrypto provider with the platform verifier.
-pub(crate) fn http_client() -> Result<reqwest::Client, crate::Error> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("tower-opik/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(50));
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let provider = Arc::new(rustls_rustcrypto::provider());
-        let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-            .map_err(|e| crate::Error::Tls(e.to_string()))?;
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| crate::Error::Tls(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        builder = builder.tls_backend_preconfigured(tls);
-    }
-    builder
-        .build()
-        .map_err(|e| crate::Error::Tls(e.to_string()))
+/// The `User-Agent` of our requests.
+const USER_AGENT: &str = concat!("tower-opik/", env!("CARGO_PKG_VERSION"));
+
+/// Our own HTTP(S) client for `config`'s endpoint (see [`Transport::ours`]).
+pub(crate) fn http_client(config: &OpikConfig) -> Result<Transport, crate::Error> {
+    Transport::ours(config.endpoint("").scheme() == "https")
 }
 
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -202,16 +242,20 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
-fn transport_error(e: reqwest::Error) -> ExportError {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "transport error"
-    };
-    // reqwest's message names the URL (never the key, which travels in a header).
-    ExportError::retryable(format!("{what}: {e}"), None)
+fn transport_error(e: TransportError, url: &Url) -> ExportError {
+    // The messages name the URL (never the key, which travels in a header), without any
+    // user or password it carried.
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    match e {
+        TransportError::Connect(e) => {
+            ExportError::retryable(format!("could not connect to {url}: {e}"), None)
+        }
+        TransportError::Other(e) => {
+            ExportError::retryable(format!("transport error with {url}: {e}"), None)
+        }
+    }
 }
 
 /// The wait the backend asked for: `Retry-After` (seconds or an HTTP date), else
@@ -240,20 +284,6 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
     text("ratelimit-reset")
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs)
-}
-
-/// The start of an error answer's body, as text (bounded: a hostile backend cannot make us
-/// read a gigabyte).
-async fn error_body(mut response: reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while body.len() < MAX_ERROR_BODY {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    body.truncate(MAX_ERROR_BODY);
-    String::from_utf8_lossy(&body).trim().to_owned()
 }
 
 #[cfg(test)]

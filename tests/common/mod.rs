@@ -52,10 +52,8 @@ pub fn is_opik_timestamp(text: &str) -> bool {
         })
 }
 
-/// A plain reqwest client. The crate builds reqwest without a default TLS provider (its
-/// exporter brings its own), so a bare client needs one installed in the process.
+/// A plain reqwest client (no TLS: the tests talk HTTP on 127.0.0.1).
 pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::CryptoProvider::install_default(rustls_rustcrypto::provider());
     reqwest::Client::new()
 }
 

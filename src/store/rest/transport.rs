@@ -1,0 +1,288 @@
+//! The HTTP(S) client under the REST and OTLP exporters: our own hyper client on rustls
+//! (the `rustls-*` features), or a `reqwest::Client` the application hands us.
+//!
+//! None of this enables a feature of the application's reqwest: our TLS goes through
+//! hyper-rustls, beside reqwest, with a `rustls::ClientConfig` we build ourselves.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// A connection attempt's limit (DNS and TCP; the TLS handshake counts in the request's).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle pooled connections are closed after this (below common 60 s load-balancer limits).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// The client the exporters send with.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// The application's client, as it configured it (proxies, CAs, TLS stack).
+    Reqwest(reqwest::Client),
+    /// Ours, plain HTTP only (no TLS feature, or no provider and an `http://` endpoint).
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    /// Ours, HTTP and HTTPS.
+    #[cfg(feature = "rustls-no-provider")]
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reqwest(_) => "Transport::Reqwest",
+            Self::Plain(_) => "Transport::Plain",
+            #[cfg(feature = "rustls-no-provider")]
+            Self::Tls(_) => "Transport::Tls",
+        })
+    }
+}
+
+/// An answer: its status, headers, and the start of its body.
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub(crate) enum TransportError {
+    /// No connection could be made (DNS, TCP, TLS setup).
+    Connect(String),
+    /// Anything else on the way (a reset, a malformed answer).
+    Other(String),
+}
+
+impl Transport {
+    /// Our own client for `https` (or not) endpoints. Without a usable rustls provider an
+    /// `https` endpoint is an error here, at setup, not at every export.
+    pub(crate) fn ours(https: bool) -> Result<Self, crate::Error> {
+        #[cfg(feature = "rustls-no-provider")]
+        if let Some(provider) = provider() {
+            return tls(provider).map(Self::Tls);
+        }
+        if https {
+            return Err(crate::Error::Tls(NO_PROVIDER.to_owned()));
+        }
+        Ok(Self::Plain(pooled(connector())))
+    }
+
+    /// Sends `request` and reads at most `limit` bytes of the answer's body.
+    pub(crate) async fn send(
+        &self,
+        request: http::Request<Bytes>,
+        limit: usize,
+    ) -> Result<Reply, TransportError> {
+        match self {
+            Self::Reqwest(client) => {
+                let request = reqwest::Request::try_from(request)
+                    .map_err(|e| TransportError::Other(e.to_string()))?;
+                let mut response = client.execute(request).await.map_err(|e| {
+                    // reqwest's message names the URL (never the key, which is a header).
+                    if e.is_connect() {
+                        TransportError::Connect(e.to_string())
+                    } else {
+                        TransportError::Other(e.to_string())
+                    }
+                })?;
+                let status = response.status();
+                let headers = std::mem::take(response.headers_mut());
+                let mut body = Vec::new();
+                while body.len() < limit {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                body.truncate(limit);
+                Ok(Reply {
+                    status,
+                    headers,
+                    body: body.into(),
+                })
+            }
+            Self::Plain(client) => hyper_send(client, request, limit).await,
+            #[cfg(feature = "rustls-no-provider")]
+            Self::Tls(client) => hyper_send(client, request, limit).await,
+        }
+    }
+}
+
+/// What to do when HTTPS has no provider.
+const NO_PROVIDER: &str = "HTTPS to Opik needs a rustls crypto provider: enable tower-opik's \
+    `rustls-ring` (default) or `rustls-aws-lc` feature, install a process default \
+    (`rustls::crypto::CryptoProvider::install_default`) with `rustls-no-provider`, or pass \
+    your own client (`OpikRestExporter::with_client`)";
+
+/// The application's process-default provider when it installed one, else the one our
+/// features compile in (ring before aws-lc-rs), else none.
+#[cfg(feature = "rustls-no-provider")]
+fn provider() -> Option<std::sync::Arc<rustls::crypto::CryptoProvider>> {
+    if let Some(provider) = rustls::crypto::CryptoProvider::get_default() {
+        return Some(provider.clone());
+    }
+    #[cfg(feature = "rustls-ring")]
+    return Some(std::sync::Arc::new(rustls::crypto::ring::default_provider()));
+    #[cfg(all(feature = "rustls-aws-lc", not(feature = "rustls-ring")))]
+    return Some(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ));
+    #[allow(unreachable_code)]
+    None
+}
+
+/// rustls with `provider` and the platform's verifier (the OS trust store, revocation
+/// where the OS checks it), TLS 1.2 and 1.3, HTTP/1.1.
+#[cfg(feature = "rustls-no-provider")]
+fn tls(
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>, crate::Error> {
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| crate::Error::Tls(e.to_string()))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| crate::Error::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector());
+    Ok(pooled(https))
+}
+
+fn connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    http
+}
+
+fn pooled<C>(connector: C) -> Client<C, Full<Bytes>>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+async fn hyper_send<C>(
+    client: &Client<C, Full<Bytes>>,
+    request: http::Request<Bytes>,
+    limit: usize,
+) -> Result<Reply, TransportError>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let response = client.request(request.map(Full::new)).await.map_err(|e| {
+        let text = error_chain(&e);
+        if e.is_connect() {
+            TransportError::Connect(text)
+        } else {
+            TransportError::Other(text)
+        }
+    })?;
+    let (parts, mut incoming) = response.into_parts();
+    let mut body = Vec::new();
+    // Read to the end when the body is short (the connection goes back to the pool),
+    // stop at `limit` when not (a hostile backend cannot make us read a gigabyte).
+    while body.len() < limit {
+        match incoming.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    body.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    body.truncate(limit);
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.into(),
+    })
+}
+
+/// An error with its causes, `a: b: c` (hyper's own message alone says little).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn post(url: &str) -> http::Request<Bytes> {
+        let mut request = http::Request::new(Bytes::from_static(b"{}"));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = url.parse().unwrap();
+        request
+    }
+
+    /// Our own client speaks TLS to an `https` URL with the provider the features compile
+    /// in: the server sees a TLS handshake record (0x16, version 3.x), then hangs up.
+    #[cfg(any(feature = "rustls-ring", feature = "rustls-aws-lc"))]
+    #[tokio::test]
+    async fn https_goes_through_our_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut first = [0u8; 2];
+            socket.read_exact(&mut first).await.unwrap();
+            first
+        });
+        let transport = Transport::ours(true).unwrap();
+        assert!(matches!(transport, Transport::Tls(_)), "{transport:?}");
+        let result = transport
+            .send(post(&format!("https://{addr}/api/x")), 16)
+            .await;
+        assert!(matches!(result, Err(TransportError::Connect(_))));
+        assert_eq!(server.await.unwrap(), [0x16, 0x03]);
+    }
+
+    /// Plain HTTP reads a short answer whole and cuts a long one at the limit.
+    #[tokio::test]
+    async fn http_reads_the_answer_up_to_the_limit() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let body = "x".repeat(10_000);
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nretry-after: 3\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        });
+        let reply = Transport::ours(false)
+            .unwrap()
+            .send(post(&format!("http://{addr}/api/x")), 100)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(reply.headers["retry-after"], "3");
+        assert_eq!(reply.body.len(), 100);
+    }
+}
