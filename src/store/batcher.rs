@@ -191,9 +191,11 @@ impl Batcher {
                 Some(Encoded { record, json })
             }
             None => {
-                self.counters.lose(LossReason::TooLarge, 1, || {
-                    format!("record {} is {size} bytes", record.id())
-                });
+                self.counters.lose_records(
+                    LossReason::TooLarge,
+                    std::iter::once(record.id()),
+                    || format!("record {} is {size} bytes", record.id()),
+                );
                 None
             }
         }
