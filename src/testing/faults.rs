@@ -139,13 +139,15 @@ impl Faults {
     /// replaces the previous window; `Duration::ZERO` ends it.
     ///
     /// ```
-    /// # let faults = tower_opik::testing::Faults::default();
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
     /// use std::time::Duration;
-    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    /// # rt.block_on(async {
+    /// let opik = tower_opik::testing::LocalOpik::start().await?;
     /// // Opik under load: "wait a second", for the next 20 seconds.
-    /// faults.rate_limit(Duration::from_secs(20), Duration::from_secs(1));
-    /// # });
+    /// opik.faults().rate_limit(Duration::from_secs(20), Duration::from_secs(1));
+    /// opik.faults().rate_limit(Duration::ZERO, Duration::ZERO); // over
+    /// assert_eq!(opik.faults().refused(), 0);
+    /// # Ok(()) }
     /// ```
     pub fn rate_limit(&self, window: Duration, retry_after: Duration) {
         let until = tokio::time::Instant::now()
