@@ -165,7 +165,9 @@ impl SpanStoreBuilder {
         self
     }
 
-    /// The time limit of one export request (REST exporter only).
+    /// The time limit of one export request (REST exporter only). With the REST exporter,
+    /// the store's own bound on an export call ([`RetryPolicy::attempt_timeout`], 30 s by
+    /// default) is raised to at least this plus 5 s.
     ///
     /// ```
     /// let b = tower_opik::SpanStore::builder().request_timeout(std::time::Duration::from_secs(5));
@@ -238,6 +240,7 @@ impl SpanStoreBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
         // Panics are recorded on the span they happen in (see `context::panic`).
         crate::context::panic::install_hook();
+        let rest = self.exporter.is_none();
         let exporter: Arc<dyn Exporter> = match self.exporter {
             Some(e) => e,
             None => Arc::new(
@@ -251,10 +254,17 @@ impl SpanStoreBuilder {
             Some(p) => p,
             None => config.project_name().to_owned(),
         };
+        // The store's bound on one export call never cuts the REST client's own timeout
+        // short: it is at least `request_timeout` and a margin.
+        let mut limits = self.limits;
+        let floor = self.request_timeout.saturating_add(Duration::from_secs(5));
+        if rest && limits.retry.export_timeout() < floor {
+            limits.retry = limits.retry.attempt_timeout(floor);
+        }
         let counters = Arc::new(Counters::default());
         let records = Arc::new(RecordQueue::new(
             self.queue_capacity,
-            self.limits.max_items,
+            limits.max_items,
             counters.clone(),
         ));
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -263,7 +273,7 @@ impl SpanStoreBuilder {
             commands_rx,
             exporter,
             counters.clone(),
-            self.limits,
+            limits,
         );
         runtime.spawn(batcher.run());
         Ok(SpanStore {
