@@ -134,3 +134,55 @@ async fn a_flush_interval_of_duration_max_is_once_a_day_not_an_overflow() {
     assert!(report.completed, "{report}");
     assert_eq!(report.stats.sent, 2);
 }
+
+/// A custom exporter that panics on its first call.
+#[derive(Debug, Default)]
+struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+impl tower_opik::store::Exporter for PanicsOnce {
+    fn export<'a>(
+        &'a self,
+        _batch: &'a tower_opik::store::ExportBatch,
+    ) -> tower_opik::store::ExportFuture<'a> {
+        let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            assert!(!first, "the exporter's bug");
+            Ok(())
+        })
+    }
+}
+
+/// A panicking export is its own loss reason (not "runtime stopped"), and the store goes
+/// on delivering the next batches.
+#[tokio::test]
+async fn a_panicking_exporter_is_counted_as_such_and_the_store_goes_on() {
+    let store = tower_opik::SpanStore::builder()
+        .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/"))
+        .exporter(PanicsOnce::default())
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    store.root_span("lost").end();
+    let first = store.flush(FLUSH).await;
+    assert!(first.completed, "{first}");
+    store.root_span("kept").end();
+    let report = store.flush(FLUSH).await;
+    let stats = &report.stats;
+    let panicked: u64 = stats
+        .losses
+        .iter()
+        .filter(|l| l.reason == tower_opik::store::LossReason::ExportPanicked)
+        .map(|l| l.count)
+        .sum();
+    // The first call (one batch of one record) panicked; the other three records arrived.
+    assert_eq!(panicked, 1, "{report}");
+    assert_eq!(stats.failed, 1, "{report}");
+    assert_eq!(stats.sent, 3, "{report}");
+    assert!(
+        !stats
+            .losses
+            .iter()
+            .any(|l| l.reason == tower_opik::store::LossReason::RuntimeStopped),
+        "{report}"
+    );
+}

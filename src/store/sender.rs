@@ -40,7 +40,25 @@ struct Unresolved {
 
 impl Drop for Unresolved {
     fn drop(&mut self) {
-        if self.records > 0 {
+        if self.records == 0 {
+            return;
+        }
+        // Unwinding: the exporter panicked (the task is dropped by the runtime otherwise).
+        if std::thread::panicking() {
+            static PANIC_WARNING: RateLimit = RateLimit::new();
+            self.counters
+                .lose(LossReason::ExportPanicked, self.records, || {
+                    "the exporter panicked".to_owned()
+                });
+            if let Some(suppressed) = PANIC_WARNING.check() {
+                tracing::error!(
+                    target: "tower_opik",
+                    suppressed,
+                    lost = self.records,
+                    "the Opik exporter panicked: its batch is lost, the store goes on"
+                );
+            }
+        } else {
             self.counters
                 .lose(LossReason::RuntimeStopped, self.records, String::new);
         }

@@ -42,6 +42,9 @@ pub enum LossReason {
     Encoding,
     /// Still queued when the runtime stopped the store's task.
     RuntimeStopped,
+    /// In a batch whose export panicked (a custom [`Exporter`](super::Exporter) that
+    /// panics); the store goes on with the next batches.
+    ExportPanicked,
 }
 
 impl LossReason {
@@ -65,6 +68,7 @@ impl std::fmt::Display for LossReason {
             Self::TooLarge => f.write_str("larger than the batch byte cap"),
             Self::Encoding => f.write_str("not encodable as JSON"),
             Self::RuntimeStopped => f.write_str("runtime stopped before delivery"),
+            Self::ExportPanicked => f.write_str("the export panicked"),
         }
     }
 }
