@@ -278,9 +278,14 @@ fn debug_never_shows_the_key(config: &OpikConfig, store: &SpanStore) {
             "the key leaked in the {what}'s Debug: {pretty}"
         );
     }
-    // The OTLP exporter's Debug does print its headers: the workspace is there, the key not.
+    // The OTLP exporter's Debug does print its headers: the workspace is there, and the
+    // key only as our client's sensitive header.
     assert!(shown[4].1.contains("comet-workspace"), "{}", shown[4].1);
-    assert!(shown[4].1.contains("authorization: Some(Sensitive)"), "{}", shown[4].1);
+    assert!(
+        shown[4].1.contains("authorization: Some(Sensitive)"),
+        "{}",
+        shown[4].1
+    );
 }
 
 #[test]
