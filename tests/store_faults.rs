@@ -457,6 +457,14 @@ async fn a_dead_url_is_logged_once_at_warn_and_recovery_at_info() {
     assert!(failing[0].contains("WARN"), "{text}");
     assert!(failing[0].contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(failing[0].contains("connect"), "{text}");
+    assert!(failing[0].contains("kept and retried"), "{text}");
+    // Sent to: the API's base, not one of its two paths (the error names the path).
+    assert!(
+        failing[0].contains(&format!(
+            "sending to http://127.0.0.1:{port}/api/v1/private/:"
+        )),
+        "{text}"
+    );
     assert!(!text.contains("CANARY"), "{text}");
     assert!(!text.contains("recovered"), "{text}");
 
@@ -479,4 +487,26 @@ async fn a_dead_url_is_logged_once_at_warn_and_recovery_at_info() {
         .collect();
     assert_eq!(recovered.len(), 1, "{text}");
     assert!(recovered[0].contains("INFO"), "{text}");
+
+    // A refusal (401) is not "retried": the warning says the records are given up.
+    let logs = Logs::default();
+    let _guard = capture(&logs);
+    let opik = LocalOpik::start().await.unwrap();
+    opik.faults()
+        .fail_next(1, http::StatusCode::UNAUTHORIZED, http::HeaderMap::new());
+    let store = store_for(&opik)
+        .max_batch_items(1)
+        .export_concurrency(1)
+        .build()
+        .unwrap();
+    store.root_span("refused").end();
+    store.flush(FLUSH).await;
+    let text = logs.text();
+    let failing: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("Opik export failing"))
+        .collect();
+    assert_eq!(failing.len(), 1, "{text}");
+    assert!(failing[0].contains("given up"), "{text}");
+    assert!(!failing[0].contains("kept and retried"), "{text}");
 }

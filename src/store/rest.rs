@@ -217,10 +217,13 @@ impl Exporter for OpikRestExporter {
 
     /// The spans endpoint, without any user or password the URL carried.
     fn destination(&self) -> Option<String> {
+        // The API's base (spans and traces go to two paths under it).
         let mut url = self.spans_url.clone();
         let _ = url.set_username("");
         let _ = url.set_password(None);
         url.set_query(None);
+        let base = url.path().trim_end_matches("spans/batch").to_owned();
+        url.set_path(&base);
         Some(url.to_string())
     }
 }

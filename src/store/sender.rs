@@ -282,13 +282,18 @@ impl Sender {
                 .exporter
                 .destination()
                 .unwrap_or_else(|| "a custom exporter".into());
+            let fate = if err.is_retryable() {
+                "records are kept and retried"
+            } else {
+                "the backend refused the batch: its records are given up (logged with their \
+                 ids)"
+            };
             tracing::warn!(
                 target: "tower_opik",
                 suppressed,
                 %destination,
-                "Opik export failing ({err}) sending to {destination}: records are kept and \
-                 retried, the store's stats() count what is given up; logged again when it \
-                 recovers"
+                "Opik export failing ({err}) sending to {destination}: {fate}; the store's \
+                 stats() count what is given up; logged again when it recovers"
             );
         }
     }
