@@ -22,8 +22,8 @@ const MAX_ERROR_BODY: usize = 2048;
 ///
 /// [`new`](Self::new) sends with our own client: hyper on rustls with the platform's
 /// certificate verifier and the crypto provider the application installed as the process
-/// default, else the one a feature compiles in (`rustls-ring`, the default, or
-/// `rustls-aws-lc`). It enables nothing on the application's reqwest. To go through a
+/// default, else the one a feature compiles in (`rustls-aws-lc`, the default, or
+/// `rustls-ring`). It enables nothing on the application's reqwest. To go through a
 /// proxy, trust a private CA, or send with the application's own TLS stack, hand it a
 /// `reqwest::Client` with [`with_client`](Self::with_client).
 ///
@@ -67,8 +67,8 @@ impl OpikRestExporter {
     /// [`Error::InvalidApiKey`](crate::Error::InvalidApiKey) or
     /// [`Error::InvalidWorkspace`](crate::Error::InvalidWorkspace) when they cannot be
     /// headers; [`Error::Tls`](crate::Error::Tls) when the HTTPS client cannot be set up, or
-    /// when the URL is `https` and no rustls provider is compiled in (`rustls-ring`,
-    /// `rustls-aws-lc`) nor installed as the process default.
+    /// when the URL is `https` and no rustls provider is compiled in (`rustls-aws-lc`,
+    /// `rustls-ring`) nor installed as the process default.
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::local("http://localhost:5173/api/");

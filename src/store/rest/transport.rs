@@ -114,23 +114,23 @@ impl Transport {
 
 /// What to do when HTTPS has no provider.
 const NO_PROVIDER: &str = "HTTPS to Opik needs a rustls crypto provider: enable tower-opik's \
-    `rustls-ring` (default) or `rustls-aws-lc` feature, install a process default \
+    `rustls-aws-lc` (default) or `rustls-ring` feature, install a process default \
     (`rustls::crypto::CryptoProvider::install_default`) with `rustls-no-provider`, or pass \
     your own client (`OpikRestExporter::with_client`)";
 
 /// The application's process-default provider when it installed one, else the one our
-/// features compile in (ring before aws-lc-rs), else none.
+/// features compile in (aws-lc-rs, rustls's default, before ring), else none.
 #[cfg(feature = "rustls-no-provider")]
 fn provider() -> Option<std::sync::Arc<rustls::crypto::CryptoProvider>> {
     if let Some(provider) = rustls::crypto::CryptoProvider::get_default() {
         return Some(provider.clone());
     }
-    #[cfg(feature = "rustls-ring")]
-    return Some(std::sync::Arc::new(rustls::crypto::ring::default_provider()));
-    #[cfg(all(feature = "rustls-aws-lc", not(feature = "rustls-ring")))]
+    #[cfg(feature = "rustls-aws-lc")]
     return Some(std::sync::Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ));
+    #[cfg(all(feature = "rustls-ring", not(feature = "rustls-aws-lc")))]
+    return Some(std::sync::Arc::new(rustls::crypto::ring::default_provider()));
     #[allow(unreachable_code)]
     None
 }
