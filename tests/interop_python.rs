@@ -54,6 +54,24 @@ fn python_command(script: &str, opik: &LocalOpik, home: &Path) -> Command {
     cmd
 }
 
+/// Starts `tracked_web_service.py` (a `@track` handler taking the caller's headers), and
+/// waits for the port it listens on.
+async fn tracked_web_service(opik: &LocalOpik, home: &Path) -> (std::process::Child, u16) {
+    let mut service = python_command("tracked_web_service.py", opik, home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(service.stdout.take().unwrap()).lines();
+    let port = tokio::task::spawn_blocking(move || {
+        let line = lines.next().unwrap().unwrap();
+        line.strip_prefix("PORT ").unwrap().parse::<u16>().unwrap()
+    })
+    .await
+    .unwrap();
+    (service, port)
+}
+
 fn temp_home() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tower-opik-py-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -160,18 +178,7 @@ async fn our_client_calls_a_tracked_python_service_and_it_joins_our_trace() {
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).project_name(PROJECT).build().unwrap();
     let home = temp_home();
-    let mut service = python_command("tracked_web_service.py", &opik, &home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(service.stdout.take().unwrap()).lines();
-    let port = tokio::task::spawn_blocking(move || {
-        let line = lines.next().unwrap().unwrap();
-        line.strip_prefix("PORT ").unwrap().parse::<u16>().unwrap()
-    })
-    .await
-    .unwrap();
+    let (service, port) = tracked_web_service(&opik, &home).await;
 
     let http = ClientBuilder::new(http_client())
         .with(OpikMiddleware::new())
@@ -190,10 +197,13 @@ async fn our_client_calls_a_tracked_python_service_and_it_joins_our_trace() {
     .await;
     root.end();
     assert!(
-        tokio::task::spawn_blocking(move || service.wait().unwrap())
-            .await
-            .unwrap()
-            .success()
+        tokio::task::spawn_blocking(move || {
+            let mut service = service;
+            service.wait().unwrap()
+        })
+        .await
+        .unwrap()
+        .success()
     );
     store.flush(FLUSH).await;
 
@@ -230,18 +240,7 @@ async fn a_call_made_while_a_body_streams_reaches_python_in_the_request_trace() 
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).project_name(PROJECT).build().unwrap();
     let home = temp_home();
-    let mut service = python_command("tracked_web_service.py", &opik, &home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(service.stdout.take().unwrap()).lines();
-    let port = tokio::task::spawn_blocking(move || {
-        let line = lines.next().unwrap().unwrap();
-        line.strip_prefix("PORT ").unwrap().parse::<u16>().unwrap()
-    })
-    .await
-    .unwrap();
+    let (service, port) = tracked_web_service(&opik, &home).await;
 
     let http = ClientBuilder::new(http_client())
         .with(OpikMiddleware::new())
@@ -268,10 +267,13 @@ async fn a_call_made_while_a_body_streams_reaches_python_in_the_request_trace() 
     let body = common::get_text(format!("http://{addr}/stream")).await;
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert!(
-        tokio::task::spawn_blocking(move || service.wait().unwrap())
-            .await
-            .unwrap()
-            .success()
+        tokio::task::spawn_blocking(move || {
+            let mut service = service;
+            service.wait().unwrap()
+        })
+        .await
+        .unwrap()
+        .success()
     );
     store.flush(FLUSH).await;
 
