@@ -13,24 +13,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use common::Discard;
+use common::{DiscardOtel, discard_store};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tower_opik::{OpikConfig, OpikLayer, SpanStore};
-
-/// The OTel peer's exporter: accepts every batch at once.
-#[derive(Debug)]
-struct DiscardOtel;
-
-impl opentelemetry_sdk::trace::SpanExporter for DiscardOtel {
-    fn export(
-        &self,
-        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        std::future::ready(Ok(()))
-    }
-}
+use tower_opik::{OpikLayer, SpanStore};
 
 /// Installs tracing-opentelemetry with a batch span processor as the global subscriber.
 fn install_otel_peer() -> opentelemetry_sdk::trace::SdkTracerProvider {
@@ -68,15 +55,7 @@ fn per_request(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let store = rt.block_on(async {
-        SpanStore::builder()
-            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
-            .exporter(Discard)
-            .queue_capacity(1 << 16)
-            .flush_interval(Duration::from_millis(10))
-            .build()
-            .unwrap()
-    });
+    let store = discard_store(&rt);
     let bare = router();
     let off = router().layer(OpikLayer::new(SpanStore::disabled()));
     let on = router().layer(OpikLayer::new(store.clone()));

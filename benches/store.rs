@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Discard, llm_records, serde_batch};
+use common::{Discard, discard_store, llm_records, serde_batch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower_opik::record::{Record, SpanRecord};
 use tower_opik::store::SpanStoreBuilder;
@@ -25,19 +25,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A store that records to a no-op exporter, with room for every chunk a bench records.
-fn discard_store(rt: &tokio::runtime::Runtime) -> SpanStore {
-    rt.block_on(async {
-        SpanStore::builder()
-            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
-            .exporter(Discard)
-            .queue_capacity(1 << 16)
-            .flush_interval(Duration::from_millis(10))
-            .build()
-            .unwrap()
-    })
 }
 
 fn bench_record() -> SpanRecord {

@@ -18,26 +18,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Discard;
+use common::{DiscardOtel, discard_store};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower_opik::tracing::OpikTracingLayer;
-use tower_opik::{OpikConfig, SpanStore};
 use tracing::Dispatch;
 use tracing::field::Empty;
 use tracing_subscriber::prelude::*;
-
-/// The OTel peer's exporter: accepts every batch at once.
-#[derive(Debug)]
-struct DiscardOtel;
-
-impl opentelemetry_sdk::trace::SpanExporter for DiscardOtel {
-    fn export(
-        &self,
-        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
-    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
-        std::future::ready(Ok(()))
-    }
-}
 
 /// A layer that does nothing: what `tracing-subscriber` itself charges for having a layer.
 struct NoopLayer;
@@ -82,15 +68,7 @@ fn one_span(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let store = rt.block_on(async {
-        SpanStore::builder()
-            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
-            .exporter(Discard)
-            .queue_capacity(1 << 16)
-            .flush_interval(Duration::from_millis(10))
-            .build()
-            .unwrap()
-    });
+    let store = discard_store(&rt);
     let registry = Dispatch::new(tracing_subscriber::registry());
     let noop = Dispatch::new(tracing_subscriber::registry().with(NoopLayer));
     let opik = Dispatch::new(tracing_subscriber::registry().with(OpikTracingLayer::new()));

@@ -1,4 +1,5 @@
-//! Shared by the benches: a no-op exporter, and the one span shape every export figure uses.
+//! Shared by the benches: no-op exporters (ours and OTel's), a store that discards, and the
+//! one span shape every export figure uses.
 
 #![allow(dead_code)] // each bench uses part of this
 
@@ -15,6 +16,32 @@ pub(crate) struct Discard;
 impl Exporter for Discard {
     fn export<'a>(&'a self, _batch: &'a ExportBatch) -> ExportFuture<'a> {
         Box::pin(async { Ok(()) })
+    }
+}
+
+/// A store on `rt` that exports to [`Discard`]: a large queue, a short interval.
+pub(crate) fn discard_store(rt: &tokio::runtime::Runtime) -> tower_opik::SpanStore {
+    rt.block_on(async {
+        tower_opik::SpanStore::builder()
+            .config(tower_opik::OpikConfig::local("http://127.0.0.1:9/api/"))
+            .exporter(Discard)
+            .queue_capacity(1 << 16)
+            .flush_interval(std::time::Duration::from_millis(10))
+            .build()
+            .unwrap()
+    })
+}
+
+/// The OTel peers' exporter: accepts every batch at once.
+#[derive(Debug)]
+pub(crate) struct DiscardOtel;
+
+impl opentelemetry_sdk::trace::SpanExporter for DiscardOtel {
+    fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        std::future::ready(Ok(()))
     }
 }
 
