@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::Value;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Server;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower_opik::client::{ClientSpanName, OpikClientLayer, OpikMiddleware, Propagation};
@@ -207,27 +207,15 @@ async fn a_chain_of_three_services_is_one_trace() {
 async fn a_tonic_client_propagates_to_a_tonic_server() {
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).build().unwrap();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let layer = OpikLayer::new(store.clone());
-    let incoming = futures_util::stream::unfold(listener, |l| async move {
-        Some((l.accept().await.map(|(s, _)| s), l))
-    });
+    let health = common::serving_health().await;
+    let (addr, incoming) = common::tonic_listener().await;
     tokio::spawn(
         Server::builder()
-            .layer(layer)
+            .layer(OpikLayer::new(store.clone()))
             .add_service(health)
             .serve_with_incoming(incoming),
     );
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = common::channel(addr).await;
     let channel = tower::ServiceBuilder::new()
         .layer(OpikClientLayer::new().client_spans(true))
         .service(channel);

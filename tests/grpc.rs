@@ -171,10 +171,7 @@ async fn a_server_streaming_rpc_opens_child_spans_while_it_streams() {
 async fn grpc_client_spans_read_the_status_and_are_named_after_the_method() {
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).build().unwrap();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    let health = common::serving_health().await;
     let (addr, incoming) = tonic_listener().await;
     tokio::spawn(
         Server::builder()

@@ -20,10 +20,7 @@ use common::{FLUSH, channel, store_for, tonic_listener};
 async fn tonic_calls_are_traced_with_their_grpc_status() {
     let opik = LocalOpik::start().await.unwrap();
     let store = store_for(&opik).build().unwrap();
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    let health = common::serving_health().await;
     let (addr, incoming) = tonic_listener().await;
     tokio::spawn(
         Server::builder()

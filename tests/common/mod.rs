@@ -123,3 +123,14 @@ pub async fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
         .await
         .unwrap()
 }
+
+/// tonic-health's service, answering SERVING for the server as a whole (`""`) and
+/// `NotFound` for any other name: a real gRPC service without protoc.
+pub async fn serving_health()
+-> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+}
