@@ -9,25 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tower_opik::testing::LocalOpik;
-use tower_opik::{OpikFutureExt, OpikLayer, SpanStore, current_span, track};
+use tower_opik::{OpikFutureExt, OpikLayer, current_span, track};
 
-use common::{FLUSH, http_client, serve, store_for};
-
-/// The only span named `name` that LocalOpik received.
-fn span_named(opik: &LocalOpik, name: &str) -> Value {
-    let spans: Vec<Value> = opik
-        .spans()
-        .into_iter()
-        .filter(|s| s["name"] == name)
-        .collect();
-    assert_eq!(spans.len(), 1, "spans named {name}: {:#?}", opik.spans());
-    spans.into_iter().next().unwrap()
-}
-
-async fn flushed(store: &SpanStore) {
-    let report = store.flush(FLUSH).await;
-    assert!(report.completed && report.stats.failed == 0, "{report}");
-}
+use common::{flushed, http_client, serve, span_named, store_for};
 
 // ---- sync and async functions, methods ------------------------------------------------
 

@@ -11,24 +11,9 @@ mod common;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tower_opik::testing::LocalOpik;
-use tower_opik::{OpikFutureExt, SpanStore, track};
+use tower_opik::{OpikFutureExt, track};
 
-use common::{FLUSH, store_for};
-
-fn span_named(opik: &LocalOpik, name: &str) -> Value {
-    let spans: Vec<Value> = opik
-        .spans()
-        .into_iter()
-        .filter(|s| s["name"] == name)
-        .collect();
-    assert_eq!(spans.len(), 1, "spans named {name}: {:#?}", opik.spans());
-    spans.into_iter().next().unwrap()
-}
-
-async fn flushed(store: &SpanStore) {
-    let report = store.flush(FLUSH).await;
-    assert!(report.completed && report.stats.failed == 0, "{report}");
-}
+use common::{FLUSH, flushed, span_named, store_for};
 
 /// An error with a source, to box.
 #[derive(Debug)]

@@ -12,9 +12,9 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tower_opik::stream::StreamChunk;
 use tower_opik::testing::LocalOpik;
-use tower_opik::{OpikFutureExt, SpanStore, Usage, track};
+use tower_opik::{OpikFutureExt, Usage, track};
 
-use common::{FLUSH, store_for};
+use common::{flushed, span_named, store_for};
 
 /// The spans named `name` that LocalOpik received.
 fn spans_named(opik: &LocalOpik, name: &str) -> Vec<Value> {
@@ -22,17 +22,6 @@ fn spans_named(opik: &LocalOpik, name: &str) -> Vec<Value> {
         .into_iter()
         .filter(|s| s["name"] == name)
         .collect()
-}
-
-fn span_named(opik: &LocalOpik, name: &str) -> Value {
-    let mut spans = spans_named(opik, name);
-    assert_eq!(spans.len(), 1, "spans named {name}: {:#?}", opik.spans());
-    spans.remove(0)
-}
-
-async fn flushed(store: &SpanStore) {
-    let report = store.flush(FLUSH).await;
-    assert!(report.completed && report.stats.failed == 0, "{report}");
 }
 
 #[track(type = "llm")]

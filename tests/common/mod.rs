@@ -134,3 +134,21 @@ pub async fn serving_health()
         .await;
     health
 }
+
+/// The only span named `name` that `opik` received (fails the test if there is not exactly
+/// one).
+pub fn span_named(opik: &LocalOpik, name: &str) -> serde_json::Value {
+    let mut spans: Vec<_> = opik
+        .spans()
+        .into_iter()
+        .filter(|s| s["name"] == name)
+        .collect();
+    assert_eq!(spans.len(), 1, "spans named {name}: {:#?}", opik.spans());
+    spans.remove(0)
+}
+
+/// Flushes `store` and fails the test unless everything was delivered.
+pub async fn flushed(store: &SpanStore) {
+    let report = store.flush(FLUSH).await;
+    assert!(report.completed && report.stats.failed == 0, "{report}");
+}
