@@ -164,7 +164,23 @@ impl<T: StreamChunk> Aggregate<T> for TextAggregator {
 }
 
 /// Keeps every item and hands them to a closure at the end, like the Python SDK's
-/// `generations_aggregator`. Made by [`TrackedStream::aggregate_with`].
+/// `generations_aggregator`. Made by [`TrackedStream::aggregate_with`] or
+/// [`CollectWith::new`] (for [`Span::track_stream_with`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use futures_util::StreamExt;
+/// use tower_opik::stream::CollectWith;
+/// // Tool-call deltas, not text: the output is the list of calls.
+/// let deltas = futures_util::stream::iter([("search", 1), ("fetch", 2)]);
+/// let calls = CollectWith::new(|d: &[(&str, u32)]| {
+///     serde_json::json!({"tool_calls": d.iter().map(|(name, _)| *name).collect::<Vec<_>>()})
+/// });
+/// let n = tower_opik::Span::none().track_stream_with(deltas, calls).count().await;
+/// assert_eq!(n, 2);
+/// # }
+/// ```
 pub struct CollectWith<Item, F> {
     items: Vec<Item>,
     f: F,
