@@ -35,6 +35,36 @@ async fn flushes_whose_callers_gave_up_cost_nothing() {
     assert_eq!(opik.spans().len(), 100);
 }
 
+/// Flushes waiting at once are answered by one round: while records keep arriving, 20
+/// flushes queued together cost one round of export calls, not one each (a round per flush
+/// exported what had arrived since the last one, every time).
+#[tokio::test]
+async fn queued_flushes_share_one_round() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    store.root_span("first").end();
+    let recorder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Records while the flushes wait on the export calls (one runtime thread: it
+            // runs whenever they await).
+            for i in 0..500 {
+                store.root_span(format!("meanwhile {i}")).end();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let before = store.stats().export_calls;
+    // `join_all` sends all 20 commands before the export task runs.
+    let reports = futures_util::future::join_all((0..20).map(|_| store.flush(FLUSH))).await;
+    assert!(reports.iter().all(|r| r.completed));
+    let calls = store.stats().export_calls - before;
+    assert!(calls <= 4, "{calls} export calls for 20 queued flushes");
+    recorder.await.unwrap();
+    let report = store.flush(FLUSH).await;
+    assert_eq!(report.stats.pending(), 0, "{report}");
+}
+
 /// Flushes waiting at once all complete, and the records go out once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_flushes_all_complete() {
