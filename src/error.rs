@@ -24,6 +24,15 @@ pub enum Error {
     BlankProjectName,
     /// The HTTPS client could not be set up.
     Tls(String),
+    /// The spool directory ([`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir),
+    /// `OPIK_SPOOL_DIR`) cannot be created, read or locked; `source` says why (kind
+    /// `ResourceBusy`: another store, in this process or another, uses it).
+    Spool {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What the file system answered.
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for Error {
@@ -39,6 +48,9 @@ impl std::fmt::Display for Error {
             }
             Self::BlankProjectName => f.write_str("the Opik project name is blank"),
             Self::Tls(e) => write!(f, "could not set up the HTTPS client: {e}"),
+            Self::Spool { dir, source } => {
+                write!(f, "cannot use the Opik spool directory {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -47,6 +59,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Config(e) => Some(e),
+            Self::Spool { source, .. } => Some(source),
             _ => None,
         }
     }

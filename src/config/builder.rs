@@ -36,6 +36,8 @@ pub struct OpikConfigBuilder {
     project_name: Option<String>,
     track_disable: Option<bool>,
     sample_rate: Option<f64>,
+    spool_dir: Option<PathBuf>,
+    spool_max_bytes: Option<u64>,
     config_file: FileChoice,
     environment: EnvChoice,
 }
@@ -65,6 +67,8 @@ impl std::fmt::Debug for OpikConfigBuilder {
             .field("project_name", &self.project_name)
             .field("track_disable", &self.track_disable)
             .field("sample_rate", &self.sample_rate)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
             .field("config_file", &self.config_file)
             .finish_non_exhaustive()
     }
@@ -122,6 +126,30 @@ impl OpikConfigBuilder {
     /// ```
     pub fn sample_rate(mut self, rate: f64) -> Self {
         self.sample_rate = Some(rate);
+        self
+    }
+
+    /// The spool directory, over `OPIK_SPOOL_DIR` and the config file's `spool_dir` (see
+    /// [`OpikConfig::spool_dir`]).
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::builder().spool_dir("/tmp/opik-spool").no_config_file().build().unwrap();
+    /// assert!(config.spool_dir().is_some());
+    /// ```
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// The spool's bound in bytes, over `OPIK_SPOOL_MAX_BYTES` and the config file's
+    /// `spool_max_bytes` (see [`OpikConfig::spool_max_bytes`]).
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::builder().spool_max_bytes(1 << 20).no_config_file().build().unwrap();
+    /// assert_eq!(config.spool_max_bytes(), Some(1 << 20));
+    /// ```
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.spool_max_bytes = Some(bytes);
         self
     }
 
@@ -278,6 +306,26 @@ impl OpikConfigBuilder {
                 None => 1.0,
             },
         };
+        let spool_dir = match &self.spool_dir {
+            Some(dir) => Some(dir.clone()),
+            None => match pick(&None, "OPIK_SPOOL_DIR", "spool_dir") {
+                Some((dir, source)) if dir.trim().is_empty() => {
+                    return Err(ConfigError::Blank {
+                        field: "spool directory",
+                        source,
+                    });
+                }
+                Some((dir, _)) => Some(expand_home(dir.trim(), self.home().as_deref())),
+                None => None,
+            },
+        };
+        let spool_max_bytes = match self.spool_max_bytes {
+            Some(bytes) => Some(bytes),
+            None => match pick(&None, "OPIK_SPOOL_MAX_BYTES", "spool_max_bytes") {
+                Some((v, source)) => Some(parse_byte_size(&v, source)?),
+                None => None,
+            },
+        };
         Ok(OpikConfig {
             url,
             api_key,
@@ -285,6 +333,8 @@ impl OpikConfigBuilder {
             project_name,
             track_disable,
             sample_rate,
+            spool_dir,
+            spool_max_bytes,
         })
     }
 }
@@ -333,6 +383,17 @@ fn parse_rate(text: &str, source: ValueSource) -> Result<f64, ConfigError> {
             value: text.to_owned(),
         }),
     }
+}
+
+/// `1073741824`, `512 MiB`, `2GB`: the `bytesize` crate's forms.
+fn parse_byte_size(text: &str, source: ValueSource) -> Result<u64, ConfigError> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|_| ConfigError::InvalidByteSize {
+            source,
+            value: text.to_owned(),
+        })
 }
 
 fn parse_bool(text: &str, source: ValueSource) -> Result<bool, ConfigError> {

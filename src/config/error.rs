@@ -74,6 +74,13 @@ pub enum ConfigError {
         /// The value.
         value: String,
     },
+    /// A size that is not a number of bytes (`1073741824`, `512 MiB`, `2 GB`).
+    InvalidByteSize {
+        /// Where it came from.
+        source: ValueSource,
+        /// The value.
+        value: String,
+    },
     /// A blank value where one is required (project name, workspace).
     Blank {
         /// Which setting.
@@ -121,6 +128,11 @@ impl std::fmt::Display for ConfigError {
             Self::InvalidSampleRate { source, value } => write!(
                 f,
                 "invalid sample rate {value:?} from {source} (expected a number from 0.0 to 1.0)"
+            ),
+            Self::InvalidByteSize { source, value } => write!(
+                f,
+                "invalid size {value:?} from {source} (expected bytes, such as 1073741824 or \
+                 512 MiB)"
             ),
             Self::Blank { field, source } => write!(f, "blank {field} from {source}"),
             Self::Io { path, error } => {

@@ -69,6 +69,8 @@ pub struct OpikConfig {
     project_name: String,
     track_disable: bool,
     sample_rate: f64,
+    spool_dir: Option<std::path::PathBuf>,
+    spool_max_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for OpikConfig {
@@ -80,6 +82,8 @@ impl std::fmt::Debug for OpikConfig {
             .field("project_name", &self.project_name)
             .field("track_disable", &self.track_disable)
             .field("sample_rate", &self.sample_rate)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
             .finish()
     }
 }
@@ -130,6 +134,8 @@ impl OpikConfig {
                     project_name: DEFAULT_PROJECT.to_owned(),
                     track_disable: false,
                     sample_rate: 1.0,
+                    spool_dir: None,
+                    spool_max_bytes: None,
                 }
             }
         }
@@ -203,6 +209,39 @@ impl OpikConfig {
     /// ```
     pub fn sample_rate(&self) -> f64 {
         self.sample_rate
+    }
+
+    /// The directory batches are spooled to while Opik cannot take them (see
+    /// [`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir)): from the
+    /// builder, `OPIK_SPOOL_DIR`, or the config file's `spool_dir` (a leading `~/` is the
+    /// home directory). `None` (the default): no spool.
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::builder()
+    ///     .environment([("OPIK_SPOOL_DIR", "/var/spool/opik")])
+    ///     .no_config_file()
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.spool_dir(), Some(std::path::Path::new("/var/spool/opik")));
+    /// ```
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.spool_dir.as_deref()
+    }
+
+    /// The spool's bound in bytes, when set: from the builder, `OPIK_SPOOL_MAX_BYTES` or the
+    /// config file's `spool_max_bytes` (`1073741824`, `512 MiB`, `2GB`; parsed by the
+    /// `bytesize` crate). `None`: the store's default, 1 GiB.
+    ///
+    /// ```
+    /// let config = tower_opik::OpikConfig::builder()
+    ///     .environment([("OPIK_SPOOL_MAX_BYTES", "512 MiB")])
+    ///     .no_config_file()
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.spool_max_bytes(), Some(512 << 20));
+    /// ```
+    pub fn spool_max_bytes(&self) -> Option<u64> {
+        self.spool_max_bytes
     }
 
     /// Whether the URL is Opik Cloud's.

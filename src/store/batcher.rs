@@ -9,15 +9,20 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::exporter::{ExportBatch, Exporter, RecordKind};
+use super::exporter::{ExportBatch, RecordKind};
 use super::queue::RecordQueue;
 use super::retry::RetryPolicy;
 use super::sender::Sender;
+use super::spool::Drain;
 use super::stats::{Counters, LossReason};
 use crate::record::Record;
 
 /// Opik's limit of items in one batch call.
 pub(crate) const OPIK_MAX_BATCH_ITEMS: usize = 1000;
+
+/// Spool writes at once when the senders are all held: the writes' `fsync`s overlap, so
+/// a burst of small batches is not written one `fsync` at a time.
+const SPOOL_WRITES: usize = 4;
 
 /// A request to the task, answered when done.
 #[derive(Debug)]
@@ -60,7 +65,14 @@ pub(crate) struct Batcher {
     records: Arc<RecordQueue>,
     commands: mpsc::UnboundedReceiver<Command>,
     sender: Sender,
+    /// With a spool: asks its replayer to deliver what it holds (at a flush), and the
+    /// replayer's task, awaited at shutdown.
+    drains: Option<mpsc::UnboundedSender<Drain>>,
+    replayer: Option<tokio::task::JoinHandle<()>>,
     in_flight: JoinSet<()>,
+    /// Batches being written to the spool while every sender is held (at most
+    /// [`SPOOL_WRITES`]).
+    spooling: JoinSet<()>,
     counters: Arc<Counters>,
     limits: BatchLimits,
     /// The batches being filled, one per kind (`RecordKind::ALL`'s order).
@@ -76,19 +88,20 @@ impl Batcher {
     pub(crate) fn new(
         records: Arc<RecordQueue>,
         commands: mpsc::UnboundedReceiver<Command>,
-        exporter: Arc<dyn Exporter>,
+        sender: Sender,
+        replay: Option<(mpsc::UnboundedSender<Drain>, tokio::task::JoinHandle<()>)>,
         counters: Arc<Counters>,
         limits: BatchLimits,
     ) -> Self {
+        let (drains, replayer) = replay.unzip();
         Self {
             records,
             commands,
-            sender: Sender {
-                exporter,
-                counters: counters.clone(),
-                retry: limits.retry.clone(),
-            },
+            sender,
+            drains,
+            replayer,
             in_flight: JoinSet::new(),
+            spooling: JoinSet::new(),
             counters,
             limits,
             batches: RecordKind::ALL.map(ExportBatch::new),
@@ -121,8 +134,10 @@ impl Batcher {
                         if shutdown || waiting.iter().any(|c| !c.abandoned()) {
                             self.export_all().await;
                             self.settle().await;
+                            self.drain_spool().await;
                         }
                         if shutdown {
+                            self.stop_replayer().await;
                             self.finished = true;
                         }
                         for command in waiting {
@@ -136,12 +151,14 @@ impl Batcher {
                         // Every handle is gone: deliver what is left and stop.
                         self.export_all().await;
                         self.settle().await;
+                        self.stop_replayer().await;
                         self.finished = true;
                         return;
                     }
                 },
                 // Reap finished senders (a panicked one has accounted for its records).
                 Some(_) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {}
+                Some(_) = self.spooling.join_next(), if !self.spooling.is_empty() => {}
                 // Before the queue, so a steady stream cannot starve the interval.
                 _ = ticker.tick() => self.export_all().await,
                 // A batch's worth is queued: batch it, exporting the batches that fill.
@@ -233,19 +250,60 @@ impl Batcher {
 
     /// Hands a batch to a sender task, first waiting for one to finish when
     /// `concurrency` are in flight (the queue takes the backpressure, and drops when full).
+    /// With a spool, a batch that would wait while the queue is half full is spooled
+    /// instead: every sender is held (Opik hangs, or is slower than the traffic), and
+    /// waiting would mean drops at the queue bound.
     async fn export(&mut self, batch: ExportBatch) {
         if batch.is_empty() {
             return;
         }
         while self.in_flight.len() >= self.limits.concurrency {
-            self.in_flight.join_next().await;
+            if self.sender.spool.is_none() {
+                self.in_flight.join_next().await;
+                continue;
+            }
+            if self.records.len() * 2 >= self.records.capacity() {
+                while self.spooling.len() >= SPOOL_WRITES {
+                    self.spooling.join_next().await;
+                }
+                self.spooling.spawn(self.sender.clone().spool(batch));
+                return;
+            }
+            // Woken by a sender that finishes, or by the queue growing.
+            tokio::select! {
+                _ = self.in_flight.join_next() => {}
+                () = self.records.batch_ready() => {}
+            }
         }
         self.in_flight.spawn(self.sender.clone().send(batch));
     }
 
-    /// Waits until every batch in flight is delivered or given up.
+    /// Waits until every batch in flight is delivered, spooled or given up.
     async fn settle(&mut self) {
         while self.in_flight.join_next().await.is_some() {}
+        while self.spooling.join_next().await.is_some() {}
+    }
+
+    /// With a spool: stops its replayer (after the attempt it is making) and unlocks the
+    /// directory for another store.
+    async fn stop_replayer(&mut self) {
+        self.drains = None;
+        if let Some(replayer) = self.replayer.take() {
+            let _ = replayer.await;
+        }
+        if let Some(spool) = &self.sender.spool {
+            spool.unlock();
+        }
+    }
+
+    /// With a spool: waits until its replayer has delivered what it holds, or found Opik
+    /// still unreachable.
+    async fn drain_spool(&mut self) {
+        let Some(drains) = &self.drains else { return };
+        let (done, answer) = oneshot::channel();
+        if drains.send(done).is_ok() {
+            let _ = answer.await;
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use tokio::sync::mpsc;
 
 use super::batcher::{BatchLimits, Batcher, OPIK_MAX_BATCH_ITEMS};
 use super::queue::RecordQueue;
+use super::sender::Sender;
+use super::spool;
 use super::stats::{self, Counters};
 use super::{Exporter, OpikRestExporter, Queue, RetryPolicy, Shared, SpanStore};
 use crate::config::OpikConfig;
@@ -39,6 +41,8 @@ pub struct SpanStoreBuilder {
     max_queued_bytes: usize,
     sample_rate: Option<f64>,
     keep_errors_max_bytes: usize,
+    spool_dir: Option<std::path::PathBuf>,
+    spool_max_bytes: Option<u64>,
     limits: BatchLimits,
     gzip_threshold: usize,
     gzip_level: u32,
@@ -59,6 +63,8 @@ impl Default for SpanStoreBuilder {
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             sample_rate: None,
             keep_errors_max_bytes: 0,
+            spool_dir: None,
+            spool_max_bytes: None,
             limits: BatchLimits {
                 max_items: OPIK_MAX_BATCH_ITEMS,
                 max_bytes: 8 * 1024 * 1024,
@@ -177,6 +183,71 @@ impl SpanStoreBuilder {
     /// ```
     pub fn keep_errors(mut self, max_bytes: usize) -> Self {
         self.keep_errors_max_bytes = max_bytes;
+        self
+    }
+
+    /// Spools to `dir` (created if missing) what cannot be delivered now, over the
+    /// configuration's [`spool_dir`](crate::OpikConfig::spool_dir) (`OPIK_SPOOL_DIR`); off
+    /// by default.
+    ///
+    /// With a spool, a batch that fails transiently (Opik unreachable, 429, 5xx, an export
+    /// call over its time) is written to the spool at once instead of being retried in
+    /// memory, and so is every later batch while the outage lasts, so the queue keeps
+    /// draining and nothing is dropped for lack of room in memory. A second task replays
+    /// the spool, oldest first, probing Opik with the oldest file at the
+    /// [`retry`](Self::retry) policy's backoff (`Retry-After` when Opik gives one); the
+    /// first delivery ends the outage. At [`shutdown`](SpanStore::shutdown), what is still
+    /// undelivered when its timeout runs out is spooled; the next store to open the
+    /// directory replays it.
+    ///
+    /// - **On disk**: one file per batch, the request body itself
+    ///   (`{uuid}-{kind}-{records}-{crc32}.json`), written as `*.tmp`, fsynced and renamed,
+    ///   so a batch is wholly in the spool or not at all, even through a crash or SIGKILL.
+    ///   A file that cannot be read back (truncated, damaged) is skipped with a warning,
+    ///   renamed `*.json.corrupt`, and its records counted in
+    ///   [`StoreStats::spool_dropped`](super::StoreStats::spool_dropped).
+    /// - **Bound**: [`spool_max_bytes`](Self::spool_max_bytes) (1 GiB by default). When
+    ///   full, the newest batch is dropped (counted, reason
+    ///   [`SpoolFull`](super::LossReason::SpoolFull)): the oldest are already safe on disk.
+    /// - **Replay is safe**: Opik's batch endpoints are upserts by id (a batch delivered
+    ///   twice, after a crash between delivery and deletion, is stored once).
+    /// - **One store per directory**: the directory is locked while the store lives
+    ///   (`.lock`); a second store on it fails to build with
+    ///   [`Error::Spool`](crate::Error::Spool).
+    /// - [`flush`](SpanStore::flush) also replays what the spool holds when Opik answers.
+    ///
+    /// Errors at [`build`](Self::build): [`Error::Spool`](crate::Error::Spool) when the
+    /// directory cannot be created, read or locked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower_opik::Error> {
+    /// let dir = std::env::temp_dir().join(format!("opik-spool-doc-{}", std::process::id()));
+    /// let store = tower_opik::SpanStore::builder()
+    ///     .config(tower_opik::OpikConfig::local("http://127.0.0.1:9/")) // nothing listens
+    ///     .spool_dir(&dir)
+    ///     .spool_max_bytes(256 << 20)
+    ///     .build()?;
+    /// store.root_span("job").end();
+    /// let report = store.shutdown(std::time::Duration::from_secs(5)).await;
+    /// assert_eq!(report.stats.spooled, 2); // the span and its trace, on disk
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// # Ok(()) }
+    /// ```
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// The spool's bound in bytes (its files' sizes), over the configuration's
+    /// [`spool_max_bytes`](crate::OpikConfig::spool_max_bytes); 1 GiB by default. Only with
+    /// [`spool_dir`](Self::spool_dir).
+    ///
+    /// ```
+    /// let b = tower_opik::SpanStore::builder().spool_max_bytes(512 << 20);
+    /// ```
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Self {
+        self.spool_max_bytes = Some(bytes);
         self
     }
 
@@ -338,11 +409,48 @@ impl SpanStoreBuilder {
             limits.max_items,
             counters.clone(),
         ));
+        let spool = match self
+            .spool_dir
+            .or_else(|| config.spool_dir().map(Into::into))
+        {
+            None => None,
+            Some(dir) => {
+                let max_bytes = self
+                    .spool_max_bytes
+                    .or(config.spool_max_bytes())
+                    .unwrap_or(spool::DEFAULT_MAX_BYTES);
+                Some(Arc::new(spool::Spool::open(
+                    &dir,
+                    max_bytes,
+                    counters.clone(),
+                )?))
+            }
+        };
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let sender = Sender {
+            exporter,
+            counters: counters.clone(),
+            retry: limits.retry.clone(),
+            spool: spool.clone(),
+            from_spool: false,
+        };
+        let replay = spool.as_ref().map(|spool| {
+            let (drains_tx, drains_rx) = mpsc::unbounded_channel();
+            let replayer = spool::Replayer {
+                spool: spool.clone(),
+                sender: Sender {
+                    from_spool: true,
+                    ..sender.clone()
+                },
+                drains: drains_rx,
+            };
+            (drains_tx, runtime.spawn(replayer.run()))
+        });
         let batcher = Batcher::new(
             records.clone(),
             commands_rx,
-            exporter,
+            sender,
+            replay,
             counters.clone(),
             limits,
         );
@@ -354,6 +462,7 @@ impl SpanStoreBuilder {
                     commands: commands_tx,
                     full_warning: RateLimit::new(),
                     late_warning: RateLimit::new(),
+                    spool,
                     _live: stats::LiveStore::new(),
                 }),
                 counters,

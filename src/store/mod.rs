@@ -34,6 +34,7 @@ mod queue;
 mod rest;
 mod retry;
 mod sender;
+mod spool;
 mod stats;
 mod truncate;
 
@@ -88,6 +89,9 @@ pub struct SpanStore {
     sample_rate: f64,
 }
 
+/// How long a shutdown out of time waits for what is left to be written to the spool.
+const SPOOL_AT_SHUTDOWN: Duration = Duration::from_secs(10);
+
 /// The store [`SpanStore::set_global`] installed.
 static GLOBAL: std::sync::RwLock<Option<SpanStore>> = std::sync::RwLock::new(None);
 
@@ -105,6 +109,8 @@ struct Queue {
     commands: mpsc::UnboundedSender<Command>,
     full_warning: RateLimit,
     late_warning: RateLimit,
+    /// Told when a shutdown runs out of time (what is left goes to disk).
+    spool: Option<Arc<spool::Spool>>,
     _live: stats::LiveStore,
 }
 
@@ -462,7 +468,7 @@ impl SpanStore {
     /// # }
     /// ```
     pub async fn flush(&self, timeout: Duration) -> FlushReport {
-        self.command(Command::Flush, timeout).await
+        self.command(Command::Flush, false, timeout).await
     }
 
     /// Delivers everything recorded so far, then stops the background task. Bounded by
@@ -488,29 +494,38 @@ impl SpanStore {
         if let Some(queue) = &self.inner.queue {
             queue.records.close();
         }
-        self.command(Command::Shutdown, timeout).await
+        self.command(Command::Shutdown, true, timeout).await
     }
 
     async fn command(
         &self,
         make: fn(oneshot::Sender<()>) -> Command,
+        shutdown: bool,
         timeout: Duration,
     ) -> FlushReport {
         let completed = match &self.inner.queue {
             None => true,
             Some(queue) => {
-                let (done, answer) = oneshot::channel();
+                let (done, mut answer) = oneshot::channel();
                 if queue.commands.send(make(done)).is_err() {
                     // The task has stopped (after a shutdown): done if nothing is left.
                     self.stats().pending() == 0
                 } else {
-                    match tokio::time::timeout(timeout, answer).await {
+                    match tokio::time::timeout(timeout, &mut answer).await {
                         Ok(Ok(())) => true,
                         // The task stopped without answering (a concurrent shutdown
                         // finished first, or the runtime dropped it): done if nothing is
                         // left.
                         Ok(Err(_)) => self.stats().pending() == 0,
-                        Err(_) => false,
+                        Err(_) => match &queue.spool {
+                            // Out of time at shutdown: what is left goes to the spool.
+                            Some(spool) if shutdown => {
+                                spool.abandon();
+                                let spooled = tokio::time::timeout(SPOOL_AT_SHUTDOWN, answer).await;
+                                spooled.is_ok() && self.stats().pending() == 0
+                            }
+                            _ => false,
+                        },
                     }
                 }
             }

@@ -12,6 +12,11 @@
 //!
 //! The batcher runs up to `export_concurrency` of these at once (as the Python SDK runs
 //! four workers), so one slow call does not hold every later batch behind it.
+//!
+//! With a spool, a transient failure is not retried in memory: the batch is written to
+//! the spool at once, and so is every later batch until the spool's replayer gets one
+//! through (`spool/replay.rs`). The replayer uses the same sender, counting deliveries as
+//! replayed.
 
 use std::sync::Arc;
 
@@ -19,28 +24,35 @@ use tokio::time::Instant;
 
 use super::exporter::{ExportBatch, ExportError, Exporter};
 use super::retry::RetryPolicy;
+use super::spool::{Spool, WriteError};
 use super::stats::{Counters, LossReason};
 use crate::warn::RateLimit;
 
 static EXPORT_WARNING: RateLimit = RateLimit::new();
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Sender {
     pub(crate) exporter: Arc<dyn Exporter>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) spool: Option<Arc<Spool>>,
+    /// Sends batches read back from the spool: deliveries count as replayed, losses as
+    /// dropped from the spool (they were counted as spooled when written).
+    pub(crate) from_spool: bool,
 }
 
 /// The records of a batch not yet accounted for: counted as lost to a stopped runtime if
-/// the task is dropped before it resolves them.
+/// the task is dropped before it resolves them (a batch read from the spool is still in
+/// its file then).
 struct Unresolved {
     counters: Arc<Counters>,
     records: u64,
+    from_spool: bool,
 }
 
 impl Drop for Unresolved {
     fn drop(&mut self) {
-        if self.records == 0 {
+        if self.records == 0 || self.from_spool {
             return;
         }
         // Unwinding: the exporter panicked (the task is dropped by the runtime otherwise).
@@ -81,17 +93,43 @@ fn splits(status: u16) -> bool {
 }
 
 impl Sender {
-    /// Delivers `batch`, or accounts for why not.
+    /// Delivers `batch`, or spools it, or accounts for why not.
     pub(crate) async fn send(self, mut batch: ExportBatch) {
         batch.seal();
-        let mut unresolved = Unresolved {
-            counters: self.counters.clone(),
-            records: batch.len() as u64,
-        };
         if batch.is_empty() {
             return;
         }
+        let mut unresolved = self.unresolved(&batch);
+        if self.spool.as_ref().is_some_and(|s| s.offline()) {
+            return self.to_spool(batch, &mut unresolved).await;
+        }
         let outcome = self.attempt(&batch).await;
+        self.settle(batch, outcome, unresolved).await;
+    }
+
+    /// Writes `batch` to the spool without trying Opik (or counts it lost).
+    pub(crate) async fn spool(self, mut batch: ExportBatch) {
+        batch.seal();
+        let mut unresolved = self.unresolved(&batch);
+        self.to_spool(batch, &mut unresolved).await;
+    }
+
+    fn unresolved(&self, batch: &ExportBatch) -> Unresolved {
+        Unresolved {
+            counters: self.counters.clone(),
+            records: batch.len() as u64,
+            from_spool: self.from_spool,
+        }
+    }
+
+    /// Accounts for `batch` after its first attempt: delivered, split and sent again,
+    /// spooled, or given up.
+    pub(crate) async fn resolve(self, batch: ExportBatch, outcome: Outcome) {
+        let unresolved = self.unresolved(&batch);
+        self.settle(batch, outcome, unresolved).await;
+    }
+
+    async fn settle(self, batch: ExportBatch, outcome: Outcome, mut unresolved: Unresolved) {
         let mut stack = vec![Step {
             batch,
             outcome,
@@ -109,7 +147,12 @@ impl Sender {
             let n = batch.len() as u64;
             match outcome {
                 Ok(()) => {
-                    Counters::add(&self.counters.sent, n);
+                    let delivered = if self.from_spool {
+                        &self.counters.replayed
+                    } else {
+                        &self.counters.sent
+                    };
+                    Counters::add(delivered, n);
                     if truncated {
                         Counters::add(&self.counters.truncated, n);
                     }
@@ -128,11 +171,7 @@ impl Sender {
                             );
                             let ids: Vec<_> = parts.iter().flat_map(ExportBatch::ids).collect();
                             warn_export(&format!("{total} records rejected with {status}: {why}"));
-                            self.counters.lose_records(
-                                LossReason::Rejected { status },
-                                ids.into_iter(),
-                                || why,
-                            );
+                            self.lose(LossReason::Rejected { status }, ids.into_iter(), why);
                             unresolved.records -= total as u64;
                         }
                     }
@@ -160,6 +199,9 @@ impl Sender {
                 Err(ExportError::Rejected { status, message }) => {
                     let reason = LossReason::Rejected { status };
                     self.give_up(reason, &batch, message, &mut unresolved);
+                }
+                Err(ExportError::Retryable { .. }) if self.spool.is_some() => {
+                    self.to_spool(batch, &mut unresolved).await;
                 }
                 Err(ExportError::Retryable { reason, .. }) => {
                     let why = format!("given up after retries: {reason}");
@@ -219,18 +261,88 @@ impl Sender {
     ) {
         let n = batch.len() as u64;
         warn_export(&format!("{n} records {reason}: {message}"));
-        self.counters.lose_records(reason, batch.ids(), || message);
+        self.lose(reason, batch.ids(), message);
         unresolved.records -= n;
     }
 
+    /// Counts records given up: failed, or, read back from the spool, dropped from it.
+    fn lose(
+        &self,
+        reason: LossReason,
+        ids: impl ExactSizeIterator<Item = uuid::Uuid>,
+        why: String,
+    ) {
+        if self.from_spool {
+            self.counters
+                .lose_spooled(reason, ids.len() as u64, ids, || why);
+        } else {
+            self.counters.lose_records(reason, ids, || why);
+        }
+    }
+
+    /// Writes `batch` to the spool (off the runtime's workers), or counts it lost when the
+    /// spool is full or cannot be written.
+    async fn to_spool(&self, batch: ExportBatch, unresolved: &mut Unresolved) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        let n = batch.len() as u64;
+        let written = super::spool::blocking(move || {
+            let written = spool.write(&batch);
+            (batch, written)
+        })
+        .await;
+        let (batch, written) = match written {
+            Ok(done) => done,
+            // The write panicked (never expected): `unresolved` counts the batch as lost.
+            Err(_) => return,
+        };
+        match written {
+            Ok(()) => {
+                if !self.from_spool {
+                    Counters::add(&self.counters.spooled, n);
+                }
+                unresolved.records -= n;
+            }
+            Err(e) => {
+                let (reason, why) = match e {
+                    WriteError::Full => (
+                        LossReason::SpoolFull,
+                        "the spool is full: the newest batch is dropped".to_owned(),
+                    ),
+                    WriteError::Io(e) => (LossReason::SpoolUnwritable, e.to_string()),
+                };
+                if self.from_spool {
+                    self.lose(reason, batch.ids(), why);
+                } else {
+                    // Never reached the spool: failed, and counted as dropped by the spool.
+                    Counters::add(&self.counters.spool_dropped, n);
+                    self.counters.lose_records(reason, batch.ids(), || why);
+                }
+                unresolved.records -= n;
+            }
+        }
+    }
+
     /// Sends one batch as is, retrying transient failures as the policy allows.
-    async fn attempt(&self, batch: &ExportBatch) -> Outcome {
+    pub(crate) async fn attempt(&self, batch: &ExportBatch) -> Outcome {
         let started = Instant::now();
         let limit = self.retry.export_timeout();
         let mut failures = 0u32;
         loop {
             Counters::add(&self.counters.export_calls, 1);
-            let outcome = match tokio::time::timeout(limit, self.exporter.export(batch)).await {
+            let call = tokio::time::timeout(limit, self.exporter.export(batch));
+            let outcome = match &self.spool {
+                None => call.await,
+                // A shutdown out of time stops the call: the batch goes to the spool.
+                Some(spool) => tokio::select! {
+                    outcome = call => outcome,
+                    () = spool.abandoned() => Ok(Err(ExportError::retryable(
+                        "the shutdown's time ran out", None,
+                    ))),
+                },
+            };
+            let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(_) => Err(ExportError::retryable(
                     format!("the export call took over {limit:?} and was abandoned"),
@@ -239,6 +351,9 @@ impl Sender {
             };
             let err = match outcome {
                 Ok(()) => {
+                    if let Some(spool) = &self.spool {
+                        spool.set_outage(false);
+                    }
                     self.recovered();
                     return Ok(());
                 }
@@ -254,6 +369,11 @@ impl Sender {
                 }
             };
             self.failing(&err);
+            if let Some(spool) = &self.spool {
+                // Not retried in memory: the spool's replayer retries it.
+                spool.set_outage(true);
+                return Err(err);
+            }
             let wait = self.retry.wait(failures, retry_after);
             if !wait.server_paced {
                 failures = failures.saturating_add(1);
@@ -279,11 +399,15 @@ impl Sender {
                 .exporter
                 .destination()
                 .unwrap_or_else(|| "a custom exporter".into());
-            let fate = if err.is_retryable() {
-                "records are kept and retried"
-            } else {
-                "the backend refused the batch: its records are given up (logged with their \
-                 ids)"
+            let fate = match (err.is_retryable(), self.spool.is_some()) {
+                (true, false) => "records are kept and retried",
+                (true, true) => {
+                    "records are written to the spool and replayed when Opik answers again"
+                }
+                (false, _) => {
+                    "the backend refused the batch: its records are given up (logged with \
+                     their ids)"
+                }
             };
             tracing::warn!(
                 target: "tower_opik",

@@ -45,6 +45,14 @@ pub enum LossReason {
     /// In a batch whose export panicked (a custom [`Exporter`](super::Exporter) that
     /// panics); the store goes on with the next batches.
     ExportPanicked,
+    /// Not written to the spool because it was full: the newest batch is the one dropped
+    /// ([`SpanStoreBuilder::spool_max_bytes`](super::SpanStoreBuilder::spool_max_bytes)).
+    SpoolFull,
+    /// Not written to the spool because the file system refused (disk full, permissions).
+    SpoolUnwritable,
+    /// In a spool file that could not be read back (torn, truncated or damaged): the file
+    /// is set aside as `*.json.corrupt`.
+    SpoolUnreadable,
 }
 
 impl LossReason {
@@ -69,6 +77,9 @@ impl std::fmt::Display for LossReason {
             Self::Encoding => f.write_str("not encodable as JSON"),
             Self::RuntimeStopped => f.write_str("runtime stopped before delivery"),
             Self::ExportPanicked => f.write_str("the export panicked"),
+            Self::SpoolFull => f.write_str("spool full"),
+            Self::SpoolUnwritable => f.write_str("spool not writable"),
+            Self::SpoolUnreadable => f.write_str("spool file unreadable"),
         }
     }
 }
@@ -102,9 +113,12 @@ pub struct Loss {
     pub unnamed: u64,
 }
 
-/// A snapshot of the store's counters. All counts are of records (spans and traces).
+/// A snapshot of the store's counters. All counts are of records (spans, traces and
+/// feedback scores).
 ///
-/// `recorded = sent + failed + pending`; `dropped` records never entered the queue.
+/// `recorded = sent + failed + spooled + pending`; `dropped` records never entered the
+/// queue. The spool's counts (`replayed`, `spool_dropped`, `spool_records`) include records
+/// an earlier run spooled.
 ///
 /// ```
 /// let stats = tower_opik::SpanStore::disabled().stats();
@@ -145,6 +159,19 @@ pub struct StoreStats {
     pub traces_kept_for_errors: u64,
     /// Spans of such held traces not kept, for lack of room under the bound.
     pub held_spans_dropped: u64,
+    /// Written to the spool by this store, Opik being unreachable or failing transiently
+    /// ([`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir)).
+    pub spooled: u64,
+    /// Delivered from the spool (spooled by this store or by an earlier run).
+    pub replayed: u64,
+    /// Records the spool lost: refused when it was full (the newest: also counted in
+    /// `failed`, reason `spool full`) or could not be written, in files that could not be
+    /// read back, or refused by Opik when replayed. Each reason is in `losses`.
+    pub spool_dropped: u64,
+    /// Records in the spool now.
+    pub spool_records: u64,
+    /// Bytes of the spool's files now.
+    pub spool_bytes: u64,
 }
 
 impl StoreStats {
@@ -154,7 +181,8 @@ impl StoreStats {
     /// assert_eq!(tower_opik::store::StoreStats::default().pending(), 0);
     /// ```
     pub fn pending(&self) -> u64 {
-        self.recorded.saturating_sub(self.sent + self.failed)
+        self.recorded
+            .saturating_sub(self.sent + self.failed + self.spooled)
     }
 }
 
@@ -172,6 +200,17 @@ impl std::fmt::Display for StoreStats {
         )?;
         if self.no_current_span > 0 {
             write!(f, ", {} opened from no current span", self.no_current_span)?;
+        }
+        if self.spooled + self.replayed + self.spool_dropped + self.spool_records > 0 {
+            write!(
+                f,
+                ", spool: {} spooled, {} replayed, {} dropped, {} records in {} bytes now",
+                self.spooled,
+                self.replayed,
+                self.spool_dropped,
+                self.spool_records,
+                self.spool_bytes
+            )?;
         }
         if self.traces_sampled_out > 0 {
             write!(
@@ -255,6 +294,12 @@ pub(crate) struct Counters {
     pub(crate) kept_for_errors: AtomicU64,
     pub(crate) held_dropped: AtomicU64,
     pub(crate) held_bytes: std::sync::atomic::AtomicUsize,
+    pub(crate) spooled: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) spool_dropped: AtomicU64,
+    /// Gauges: what the spool's files hold now.
+    pub(crate) spool_records: AtomicU64,
+    pub(crate) spool_bytes: AtomicU64,
     losses: Mutex<BTreeMap<LossReason, LossEntry>>,
     /// Whether exports are failing now, and the logs of its changes.
     pub(crate) health: Health,
@@ -395,6 +440,27 @@ impl Counters {
         entry.ids.extend(ids.take(room));
     }
 
+    /// Counts `n` records the spool lost after they were spooled (not `failed`: they
+    /// were counted as spooled, or spooled by an earlier run), naming `ids`.
+    pub(crate) fn lose_spooled(
+        &self,
+        reason: LossReason,
+        n: u64,
+        ids: impl Iterator<Item = Uuid>,
+        message: impl FnOnce() -> String,
+    ) {
+        if n == 0 {
+            return;
+        }
+        Self::add(&self.spool_dropped, n);
+        let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = losses.entry(reason).or_default();
+        entry.count += n;
+        entry.message = message();
+        let room = MAX_NAMED_LOSSES.saturating_sub(entry.ids.len());
+        entry.ids.extend(ids.take(room));
+    }
+
     pub(crate) fn snapshot(&self) -> StoreStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let drops = [
@@ -418,6 +484,11 @@ impl Counters {
             traces_sampled_out: get(&self.sampled_out),
             traces_kept_for_errors: get(&self.kept_for_errors),
             held_spans_dropped: get(&self.held_dropped),
+            spooled: get(&self.spooled),
+            replayed: get(&self.replayed),
+            spool_dropped: get(&self.spool_dropped),
+            spool_records: get(&self.spool_records),
+            spool_bytes: get(&self.spool_bytes),
             // Drops first: they sort first among the reasons.
             losses: drops
                 .into_iter()

@@ -1,0 +1,350 @@
+//! The disk spool (opt-in, [`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir)):
+//! batches that cannot be delivered now are written to a directory instead of dropped, and
+//! replayed when Opik answers again, in this process or the next one to open the directory.
+//!
+//! A plain directory of files, one per batch (`file.rs`), not an embedded database: a batch
+//! is written once, read once and deleted once, never updated, so a file per batch gives
+//! all that is needed (all-or-nothing by write, fsync and rename; oldest first by name;
+//! delivered means deleted, so no compaction) with no format of our own beyond a name, and
+//! an operator can read, copy or delete a file with the usual tools. The crash-safe write
+//! is the standard one (write `*.tmp`, `fsync`, rename, `fsync` the directory).
+//!
+//! One store per directory: the directory is locked (`.lock`, an advisory lock held until
+//! the store shuts down; the OS releases it when the process dies, even by SIGKILL).
+
+mod file;
+mod replay;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::{Notify, watch};
+
+use self::file::{CORRUPT_SUFFIX, FileName, TMP_SUFFIX, Unreadable};
+pub(crate) use self::replay::{Drain, Replayer};
+use super::ExportBatch;
+use super::stats::{Counters, LossReason};
+use crate::warn::RateLimit;
+
+/// The default of [`SpanStoreBuilder::spool_max_bytes`](crate::store::SpanStoreBuilder::spool_max_bytes): 1 GiB.
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+static UNREADABLE_WARNING: RateLimit = RateLimit::new();
+static FULL_WARNING: RateLimit = RateLimit::new();
+static IO_WARNING: RateLimit = RateLimit::new();
+
+/// A spool directory, open and locked.
+#[derive(Debug)]
+pub(crate) struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Holds the directory's lock until the store shuts down (or is dropped).
+    lock: std::sync::Mutex<Option<File>>,
+    counters: Arc<Counters>,
+    /// Exports are failing transiently: new batches go straight to the spool, and the
+    /// replayer probes Opik with its oldest file until one is delivered.
+    outage: AtomicBool,
+    /// `shutdown` ran out of time: everything still undelivered goes to the spool now.
+    abandon: watch::Sender<bool>,
+    /// A file was written.
+    written: Notify,
+}
+
+/// Why a batch was not written to the spool.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// It would take the spool over its byte bound.
+    Full,
+    /// The file system refused (disk full, permissions).
+    Io(std::io::Error),
+}
+
+/// A complete file of the spool, listed.
+#[derive(Debug)]
+pub(crate) struct Listed {
+    name: FileName,
+    bytes: u64,
+}
+
+impl Spool {
+    /// Opens (creating) `dir` and locks it; removes writes a crash cut short and counts
+    /// what the files left by an earlier run hold.
+    pub(crate) fn open(
+        dir: &Path,
+        max_bytes: u64,
+        counters: Arc<Counters>,
+    ) -> Result<Self, crate::Error> {
+        let fail = |source: std::io::Error| crate::Error::Spool {
+            dir: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))
+            .map_err(fail)?;
+        let lock = match lock.try_lock() {
+            Ok(()) => Some(lock),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(fail(std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    "in use by another span store (in this process or another): give each \
+                     store its own directory",
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(
+                    target: "tower_opik",
+                    dir = %dir.display(),
+                    error = %e,
+                    "the Opik spool directory cannot be locked (a file system without locks?): \
+                     make sure no other store uses it"
+                );
+                None
+            }
+        };
+        let (mut bytes, mut records, mut torn) = (0u64, 0u64, 0usize);
+        for entry in std::fs::read_dir(dir).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(TMP_SUFFIX) {
+                // A write a crash cut short: never renamed, never counted as spooled.
+                if std::fs::remove_file(entry.path()).is_ok() {
+                    torn += 1;
+                }
+            } else if let Some(parsed) = FileName::parse(name) {
+                bytes += entry.metadata().map_err(fail)?.len();
+                records += parsed.records;
+            }
+        }
+        if torn > 0 {
+            tracing::warn!(
+                target: "tower_opik",
+                dir = %dir.display(),
+                files = torn,
+                "removed Opik spool files whose write was cut short (a crash while writing): \
+                 their batches had not reached the spool"
+            );
+        }
+        if records > 0 {
+            tracing::info!(
+                target: "tower_opik",
+                dir = %dir.display(),
+                records,
+                bytes,
+                "the Opik spool holds records from an earlier run: replaying them"
+            );
+        }
+        Counters::add(&counters.spool_bytes, bytes);
+        Counters::add(&counters.spool_records, records);
+        Ok(Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            lock: std::sync::Mutex::new(lock),
+            counters,
+            outage: AtomicBool::new(false),
+            abandon: watch::Sender::new(false),
+            written: Notify::new(),
+        })
+    }
+
+    /// Writes `batch` as one file, all or nothing (blocking: call it off the runtime's
+    /// workers). The newest batch is the one refused when the spool is full.
+    pub(crate) fn write(&self, batch: &ExportBatch) -> Result<(), WriteError> {
+        let body = batch.json_body();
+        let size = body.len() as u64;
+        let reserved =
+            self.counters
+                .spool_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                    (now + size <= self.max_bytes).then_some(now + size)
+                });
+        if reserved.is_err() {
+            if let Some(suppressed) = FULL_WARNING.check() {
+                tracing::warn!(
+                    target: "tower_opik",
+                    suppressed,
+                    dir = %self.dir.display(),
+                    max_bytes = self.max_bytes,
+                    "the Opik spool is full: the newest batches are dropped (counted in \
+                     stats().spool_dropped) until Opik takes the spooled ones"
+                );
+            }
+            return Err(WriteError::Full);
+        }
+        let name = FileName::for_batch(batch).name();
+        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
+        let written = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(body)?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&tmp, self.dir.join(&name))?;
+            sync_dir(&self.dir)
+        })();
+        match written {
+            Ok(()) => {
+                Counters::add(&self.counters.spool_records, batch.len() as u64);
+                self.written.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                self.counters.spool_bytes.fetch_sub(size, Ordering::Relaxed);
+                if let Some(suppressed) = IO_WARNING.check() {
+                    tracing::warn!(
+                        target: "tower_opik",
+                        suppressed,
+                        dir = %self.dir.display(),
+                        error = %e,
+                        "cannot write to the Opik spool: batches are dropped (counted in \
+                         stats().spool_dropped)"
+                    );
+                }
+                Err(WriteError::Io(e))
+            }
+        }
+    }
+
+    /// The complete files now, oldest first (blocking).
+    pub(crate) fn list(&self) -> Vec<Listed> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<Listed> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = FileName::parse(entry.file_name().to_str()?)?;
+                let bytes = entry.metadata().ok()?.len();
+                Some(Listed { name, bytes })
+            })
+            .collect();
+        files.sort_by_key(|f| f.name.id);
+        files
+    }
+
+    /// The batch `file` holds (blocking). `Ok(None)`: the file is gone. A file that cannot
+    /// be read back is set aside (renamed `*.corrupt`), warned about and counted, and
+    /// `Ok(None)` returned.
+    pub(crate) fn read(&self, file: &Listed) -> std::io::Result<Option<ExportBatch>> {
+        let path = self.dir.join(file.name.name());
+        let content = match std::fs::read(&path) {
+            Ok(content) => content,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file::decode(&file.name, &content) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(why) => {
+                self.set_aside(file, &path, &why);
+                Ok(None)
+            }
+        }
+    }
+
+    fn set_aside(&self, file: &Listed, path: &Path, why: &Unreadable) {
+        let aside = path.with_extension(format!("json{CORRUPT_SUFFIX}"));
+        if std::fs::rename(path, &aside).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        self.forget(file);
+        let n = file.name.records;
+        self.counters
+            .lose_spooled(LossReason::SpoolUnreadable, n, std::iter::empty(), || {
+                format!("{}: {why}", aside.display())
+            });
+        if let Some(suppressed) = UNREADABLE_WARNING.check() {
+            tracing::warn!(
+                target: "tower_opik",
+                suppressed,
+                file = %aside.display(),
+                records = n,
+                "an Opik spool file cannot be read back ({why}): skipped and set aside; its \
+                 records are lost (counted in stats().spool_dropped)"
+            );
+        }
+    }
+
+    /// Deletes a file whose records are accounted for (delivered, or given up).
+    pub(crate) fn remove(&self, file: &Listed) {
+        match std::fs::remove_file(self.dir.join(file.name.name())) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => self.forget(file),
+        }
+    }
+
+    fn forget(&self, file: &Listed) {
+        let sub = |gauge: &AtomicU64, n: u64| {
+            let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        sub(&self.counters.spool_bytes, file.bytes);
+        sub(&self.counters.spool_records, file.name.records);
+    }
+
+    /// Lets another store open the directory (the store has shut down).
+    pub(crate) fn unlock(&self) {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Whether batches go straight to the spool now (an outage, or a shutdown out of time).
+    pub(crate) fn offline(&self) -> bool {
+        self.outage.load(Ordering::Relaxed) || self.is_abandoned()
+    }
+
+    pub(crate) fn set_outage(&self, outage: bool) {
+        self.outage.store(outage, Ordering::Relaxed);
+    }
+
+    /// `shutdown` ran out of time: every batch still undelivered goes to the spool, and
+    /// attempts in progress stop.
+    pub(crate) fn abandon(&self) {
+        self.abandon.send_replace(true);
+    }
+
+    pub(crate) fn is_abandoned(&self) -> bool {
+        *self.abandon.borrow()
+    }
+
+    /// Resolves once [`abandon`](Self::abandon) is called (at once if it was).
+    pub(crate) fn abandoned(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.abandon.subscribe();
+        async move {
+            let _ = rx.wait_for(|a| *a).await;
+        }
+    }
+
+    /// Resolves when a file is written (or was since the last call).
+    pub(crate) async fn written(&self) {
+        self.written.notified().await;
+    }
+}
+
+/// Runs blocking file work off the runtime's workers, under the caller's `tracing`
+/// subscriber (a scoped one too: its warnings go where the application's logs go).
+pub(crate) fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, work))
+}
+
+/// Makes a rename in `dir` durable. Directories cannot be opened as files everywhere
+/// (Windows): there the rename is as durable as the OS makes it.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    if cfg!(unix) {
+        File::open(dir)?.sync_all()
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
