@@ -513,3 +513,117 @@ async fn a_spool_that_cannot_be_written_counts_what_it_lost() {
         "{report}"
     );
 }
+
+#[test]
+fn a_runtime_stopped_without_shutdown_leaves_what_was_queued_in_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, ids) = runtime.block_on(async {
+        let store = spooling_store(free_addr(), dir.path())
+            .flush_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let ids: Vec<String> = (0..10)
+            .map(|_| {
+                let span = store.root_span("job");
+                let id = span.id().unwrap().to_string();
+                span.end();
+                id
+            })
+            .collect();
+        (store, ids)
+    });
+    drop(runtime); // no shutdown
+    let stats = store.stats();
+    assert_eq!(
+        (stats.spooled, stats.failed, stats.pending()),
+        (20, 0, 0),
+        "{stats}"
+    );
+    drop(store);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let opik = LocalOpik::start().await.unwrap();
+        let store = spooling_store(opik.addr(), dir.path()).build().unwrap();
+        let report = store.flush(FLUSH).await;
+        assert_eq!(report.stats.replayed, 20, "{report}");
+        for id in &ids {
+            assert_eq!(opik.write_count(id), 1, "span {id} delivered once");
+        }
+    });
+}
+
+#[test]
+fn the_spool_comes_from_opik_spool_dir_and_a_bad_size_is_an_error() {
+    let build = |pairs: &[(&str, &str)]| {
+        OpikConfig::builder()
+            .no_config_file()
+            .environment(pairs.iter().copied())
+            .build()
+    };
+    let config = build(&[
+        ("OPIK_SPOOL_DIR", "/var/spool/opik"),
+        ("OPIK_SPOOL_MAX_BYTES", "512 MiB"),
+    ])
+    .unwrap();
+    assert_eq!(config.spool_dir(), Some(Path::new("/var/spool/opik")));
+    assert_eq!(config.spool_max_bytes(), Some(512 << 20));
+    assert_eq!(
+        build(&[("OPIK_SPOOL_MAX_BYTES", "1073741824")])
+            .unwrap()
+            .spool_max_bytes(),
+        Some(1 << 30)
+    );
+    let home = build(&[("OPIK_SPOOL_DIR", "~/spool"), ("HOME", "/home/me")]).unwrap();
+    assert_eq!(home.spool_dir(), Some(Path::new("/home/me/spool")));
+    let unset = build(&[]).unwrap();
+    assert_eq!((unset.spool_dir(), unset.spool_max_bytes()), (None, None));
+    for bad in ["lots", "-1", "1.5.2 GB", "12 parsecs"] {
+        let err = build(&[("OPIK_SPOOL_MAX_BYTES", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid size") && err.contains("OPIK_SPOOL_MAX_BYTES"),
+            "{bad:?}: {err}"
+        );
+    }
+    // Blank is unset, as for every OPIK_* variable.
+    let blank = build(&[("OPIK_SPOOL_DIR", "  "), ("OPIK_SPOOL_MAX_BYTES", "")]).unwrap();
+    assert_eq!((blank.spool_dir(), blank.spool_max_bytes()), (None, None));
+    // The config file's keys, as `~/.opik.config` holds them.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        "[opik]\nspool_dir = /data/opik-spool\nspool_max_bytes = 2 GiB\n",
+    )
+    .unwrap();
+    let from_file = OpikConfig::builder()
+        .config_file(file.path())
+        .environment([("OPIK_WORKSPACE", "default")])
+        .build()
+        .unwrap();
+    assert_eq!(from_file.spool_dir(), Some(Path::new("/data/opik-spool")));
+    assert_eq!(from_file.spool_max_bytes(), Some(2 << 30));
+}
+
+#[tokio::test]
+async fn a_store_takes_its_spool_from_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = OpikConfig::builder()
+        .url(url_of(free_addr()))
+        .no_config_file()
+        .ignore_environment()
+        .spool_dir(dir.path())
+        .spool_max_bytes(1 << 20)
+        .build()
+        .unwrap();
+    let store = SpanStore::builder().config(config).build().unwrap();
+    store.root_span("job").end();
+    let report = store.shutdown(FLUSH).await;
+    assert_eq!(report.stats.spooled, 2, "{report}");
+    assert_eq!(spool_files(dir.path(), ".json").len(), 2);
+}

@@ -307,6 +307,47 @@ impl Batcher {
     }
 }
 
+impl Batcher {
+    /// The runtime stopped the task without a shutdown: writes what is queued and batched
+    /// here to the spool, at once, on this thread (batches in flight are the senders'; the
+    /// runtime drops those with them).
+    fn spool_what_is_left(&mut self) {
+        let Some(spool) = self.sender.spool.clone() else {
+            return;
+        };
+        let spool_full = |batcher: &mut Self, kind: RecordKind| {
+            let batch = batcher.batches[kind.index()].take();
+            if !batch.is_empty() {
+                let written = spool.write(&batch);
+                batcher.sender.count_spooled(&batch, written);
+            }
+        };
+        while let Some(record) = self.records.pop() {
+            for (part, id) in crate::record::encode::parts(&record) {
+                self.scratch.clear();
+                if let Err(e) = crate::record::encode::write_part(&record, part, &mut self.scratch)
+                {
+                    self.counters
+                        .lose(LossReason::Encoding, 1, || e.to_string());
+                    continue;
+                }
+                let kind = RecordKind::of_part(part, &record);
+                let batch = &self.batches[kind.index()];
+                if batch.len() >= self.limits.max_items
+                    || (!batch.is_empty()
+                        && batch.len_with(self.scratch.len()) > self.limits.max_bytes)
+                {
+                    spool_full(self, kind);
+                }
+                self.batches[kind.index()].push_json(id, &self.scratch);
+            }
+        }
+        for kind in RecordKind::ALL {
+            spool_full(self, kind);
+        }
+    }
+}
+
 impl Drop for Batcher {
     fn drop(&mut self) {
         // Nobody drains the queue any more: later records are refused and counted, not
@@ -317,6 +358,7 @@ impl Drop for Batcher {
             self.records.discard(LossReason::ShutDown);
             return;
         }
+        self.spool_what_is_left();
         // In batches here, and still queued; batches in flight count themselves.
         let batched = self.batches.iter().map(ExportBatch::len).sum::<usize>() as u64;
         self.counters

@@ -129,7 +129,8 @@ impl SpanStoreBuilder {
     /// allocated when the store is built, 24 bytes each (the records themselves live on the
     /// heap until they are sent). However long the backend is down, the store holds at most
     /// `queue_capacity + (export_concurrency + 2) × max_batch_items` records: the queue, the
-    /// batches in flight, and the span and trace batches being filled.
+    /// batches in flight, and the span and trace batches being filled (with a
+    /// [spool](Self::spool_dir), up to 4 more batches while they are written to disk).
     ///
     /// ```
     /// let b = tower_opik::SpanStore::builder().queue_capacity(4096);

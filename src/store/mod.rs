@@ -26,6 +26,8 @@
 //! | [`gzip_level`](SpanStoreBuilder::gzip_level) | 1 (zlib-rs) |
 //! | [`request_timeout`](SpanStoreBuilder::request_timeout) | 10 s |
 //! | [`retry`](SpanStoreBuilder::retry) | [`RetryPolicy::default`] |
+//! | [`spool_dir`](SpanStoreBuilder::spool_dir) | none (no disk spool) |
+//! | [`spool_max_bytes`](SpanStoreBuilder::spool_max_bytes) | 1 GiB |
 
 mod batcher;
 mod builder;

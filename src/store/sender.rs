@@ -297,30 +297,28 @@ impl Sender {
             // The write panicked (never expected): `unresolved` counts the batch as lost.
             Err(_) => return,
         };
-        match written {
-            Ok(()) => {
-                if !self.from_spool {
-                    Counters::add(&self.counters.spooled, n);
-                }
-                unresolved.records -= n;
-            }
-            Err(e) => {
-                let (reason, why) = match e {
-                    WriteError::Full => (
-                        LossReason::SpoolFull,
-                        "the spool is full: the newest batch is dropped".to_owned(),
-                    ),
-                    WriteError::Io(e) => (LossReason::SpoolUnwritable, e.to_string()),
-                };
-                if self.from_spool {
-                    self.lose(reason, batch.ids(), why);
-                } else {
-                    // Never reached the spool: failed, and counted as dropped by the spool.
-                    Counters::add(&self.counters.spool_dropped, n);
-                    self.counters.lose_records(reason, batch.ids(), || why);
-                }
-                unresolved.records -= n;
-            }
+        self.count_spooled(&batch, written);
+        unresolved.records -= n;
+    }
+
+    /// Counts `batch` as spooled, or, when the write failed, as lost.
+    pub(crate) fn count_spooled(&self, batch: &ExportBatch, written: Result<(), WriteError>) {
+        let n = batch.len() as u64;
+        let (reason, why) = match written {
+            Ok(()) if self.from_spool => return,
+            Ok(()) => return Counters::add(&self.counters.spooled, n),
+            Err(WriteError::Full) => (
+                LossReason::SpoolFull,
+                "the spool is full: the newest batch is dropped".to_owned(),
+            ),
+            Err(WriteError::Io(e)) => (LossReason::SpoolUnwritable, e.to_string()),
+        };
+        if self.from_spool {
+            self.lose(reason, batch.ids(), why);
+        } else {
+            // Never reached the spool: failed, and counted as dropped by the spool.
+            Counters::add(&self.counters.spool_dropped, n);
+            self.counters.lose_records(reason, batch.ids(), || why);
         }
     }
 

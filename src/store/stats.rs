@@ -134,7 +134,8 @@ pub struct StoreStats {
     pub sent: u64,
     /// Dropped at `record` (queue full, or after shutdown).
     pub dropped: u64,
-    /// Given up after they were queued (refused, retries exhausted, too large).
+    /// Given up after they were queued (refused, retries exhausted, too large, or not
+    /// written to a full or unwritable spool).
     pub failed: u64,
     /// Export attempts that were retried.
     pub retries: u64,
@@ -257,9 +258,10 @@ impl std::fmt::Display for StoreStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FlushReport {
-    /// Whether everything recorded before the call was delivered or given up within the
-    /// time allowed (`false`: the timeout came first, `stats.pending()` says how much is
-    /// left).
+    /// Whether everything recorded before the call was delivered, given up or written to
+    /// the spool within the time allowed (`false`: the timeout came first,
+    /// `stats.pending()` says how much is left). With a spool, a flush also replays what
+    /// the spool holds while Opik answers.
     pub completed: bool,
     /// The counters when the call returned.
     pub stats: StoreStats,
