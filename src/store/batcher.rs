@@ -250,8 +250,8 @@ impl Batcher {
 
     /// Hands a batch to a sender task, first waiting for one to finish when
     /// `concurrency` are in flight (the queue takes the backpressure, and drops when full).
-    /// With a spool, a batch that would wait while the queue is half full is spooled
-    /// instead: every sender is held (Opik hangs, or is slower than the traffic), and
+    /// With a spool, a batch that would wait while the queue is half full (in records or
+    /// bytes) is spooled instead: every sender is held (Opik hangs, or is slower than the traffic), and
     /// waiting would mean drops at the queue bound.
     async fn export(&mut self, batch: ExportBatch) {
         if batch.is_empty() {
@@ -262,7 +262,9 @@ impl Batcher {
                 self.in_flight.join_next().await;
                 continue;
             }
-            if self.records.len() * 2 >= self.records.capacity() {
+            if self.records.len() * 2 >= self.records.capacity()
+                || self.records.bytes() * 2 >= self.records.max_bytes()
+            {
                 while self.spooling.len() >= SPOOL_WRITES {
                     self.spooling.join_next().await;
                 }

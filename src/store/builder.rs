@@ -215,7 +215,15 @@ impl SpanStoreBuilder {
     /// - **One store per directory**: the directory is locked while the store lives
     ///   (`.lock`); a second store on it fails to build with
     ///   [`Error::Spool`](crate::Error::Spool).
-    /// - [`flush`](SpanStore::flush) also replays what the spool holds when Opik answers.
+    /// - [`flush`](SpanStore::flush) also replays what the spool holds when Opik answers
+    ///   (a large spool can outlast its timeout: `completed: false`, and the replay goes
+    ///   on).
+    /// - **Where replays go**: to the Opik (URL, workspace) of the store that opens the
+    ///   directory; each record keeps the project it was written with. With its ingestion
+    ///   window on (12 h to 45 days, 24 h by default; off by default in self-hosted Opik:
+    ///   its `UuidV7TimestampValidator`), Opik refuses new records whose ids are older: a
+    ///   batch replayed after longer is refused, and counted in `spool_dropped` as
+    ///   rejected.
     ///
     /// Errors at [`build`](Self::build): [`Error::Spool`](crate::Error::Spool) when the
     /// directory cannot be created, read or locked.

@@ -261,7 +261,7 @@ pub struct FlushReport {
     /// Whether everything recorded before the call was delivered, given up or written to
     /// the spool within the time allowed (`false`: the timeout came first,
     /// `stats.pending()` says how much is left). With a spool, a flush also replays what
-    /// the spool holds while Opik answers.
+    /// the spool holds while Opik answers, within the same time.
     pub completed: bool,
     /// The counters when the call returned.
     pub stats: StoreStats,

@@ -21,6 +21,10 @@ use uuid::Uuid;
 
 use crate::store::{ExportBatch, RecordKind};
 
+/// The largest file read back: far over any batch the store writes (`max_batch_bytes` is
+/// 8 MiB by default); a larger one is not ours, or damaged, and is set aside unread.
+pub(super) const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// The suffix of a complete spool file.
 pub(super) const SUFFIX: &str = ".json";
 /// The suffix of a file being written (left behind by a crash mid-write).
@@ -103,6 +107,8 @@ pub(super) enum Unreadable {
     },
     /// It matches its checksum but is not the body its name says.
     Body(String),
+    /// Larger than [`MAX_FILE_BYTES`]: not read.
+    TooLarge { bytes: u64 },
 }
 
 impl std::fmt::Display for Unreadable {
@@ -118,6 +124,10 @@ impl std::fmt::Display for Unreadable {
                  expected {expected:08x}): torn or damaged"
             ),
             Self::Body(why) => write!(f, "not a batch body: {why}"),
+            Self::TooLarge { bytes } => write!(
+                f,
+                "{bytes} bytes, over the {MAX_FILE_BYTES} a spool file can hold: not read"
+            ),
         }
     }
 }

@@ -234,6 +234,11 @@ impl Spool {
     /// `Ok(None)` returned.
     pub(crate) fn read(&self, file: &Listed) -> std::io::Result<Option<ExportBatch>> {
         let path = self.dir.join(file.name.name());
+        if file.bytes > file::MAX_FILE_BYTES {
+            let why = Unreadable::TooLarge { bytes: file.bytes };
+            self.set_aside(file, &path, &why);
+            return Ok(None);
+        }
         let content = match std::fs::read(&path) {
             Ok(content) => content,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

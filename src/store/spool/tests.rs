@@ -154,3 +154,24 @@ async fn abandoning_wakes_every_waiter_and_takes_the_store_offline() {
     spool.abandoned().await; // at once, once abandoned
     assert!(spool.offline() && spool.is_abandoned());
 }
+
+#[test]
+fn a_file_too_large_to_be_ours_is_set_aside_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = file::FileName {
+        id: uuid::Uuid::now_v7(),
+        kind: RecordKind::Span,
+        records: 3,
+        crc: 0,
+    };
+    // Sparse: no disk used.
+    let big = File::create(dir.path().join(name.name())).unwrap();
+    big.set_len(file::MAX_FILE_BYTES + 1).unwrap();
+    let (spool, counters) = open(dir.path(), u64::MAX);
+    let files = spool.list();
+    assert!(spool.read(&files[0]).unwrap().is_none());
+    let stats = counters.snapshot();
+    assert_eq!(stats.spool_dropped, 3, "{stats}");
+    assert!(stats.losses[0].last_message.contains("not read"), "{stats}");
+    assert_eq!(gauges(&counters), (0, 0));
+}
