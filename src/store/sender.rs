@@ -366,12 +366,16 @@ impl Sender {
                     return Err(err);
                 }
             };
-            self.failing(&err);
             if let Some(spool) = &self.spool {
-                // Not retried in memory: the spool's replayer retries it.
-                spool.set_outage(true);
+                // Not retried in memory: the spool's replayer retries it. (A shutdown out
+                // of time is no failure of Opik's: not logged as one.)
+                if !spool.is_abandoned() {
+                    self.failing(&err);
+                    spool.set_outage(true);
+                }
                 return Err(err);
             }
+            self.failing(&err);
             let wait = self.retry.wait(failures, retry_after);
             if !wait.server_paced {
                 failures = failures.saturating_add(1);

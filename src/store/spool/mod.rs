@@ -51,6 +51,9 @@ pub(crate) struct Spool {
     abandon: watch::Sender<bool>,
     /// A file was written.
     written: Notify,
+    /// Files delivered but not deleted (a read-only file system, permissions): never
+    /// listed again, so never sent again.
+    undeletable: std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>,
 }
 
 /// Why a batch was not written to the spool.
@@ -118,7 +121,9 @@ impl Spool {
                 if std::fs::remove_file(entry.path()).is_ok() {
                     torn += 1;
                 }
-            } else if let Some(parsed) = FileName::parse(name) {
+            } else if let Some(parsed) = FileName::parse(name)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
                 bytes += entry.metadata().map_err(fail)?.len();
                 records += parsed.records;
             }
@@ -151,6 +156,7 @@ impl Spool {
             outage: AtomicBool::new(false),
             abandon: watch::Sender::new(false),
             written: Notify::new(),
+            undeletable: Default::default(),
         })
     }
 
@@ -217,10 +223,14 @@ impl Spool {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
+        let undeletable = self.undeletable.lock().unwrap_or_else(|p| p.into_inner());
         let mut files: Vec<Listed> = entries
             .filter_map(Result::ok)
             .filter_map(|entry| {
                 let name = FileName::parse(entry.file_name().to_str()?)?;
+                if undeletable.contains(&name.id) || !entry.file_type().ok()?.is_file() {
+                    return None;
+                }
                 let bytes = entry.metadata().ok()?.len();
                 Some(Listed { name, bytes })
             })
@@ -276,11 +286,31 @@ impl Spool {
         }
     }
 
-    /// Deletes a file whose records are accounted for (delivered, or given up).
+    /// Deletes a file whose records are accounted for (delivered, or given up). One that
+    /// cannot be deleted is warned about and never listed again by this store.
     pub(crate) fn remove(&self, file: &Listed) {
-        match std::fs::remove_file(self.dir.join(file.name.name())) {
+        let path = self.dir.join(file.name.name());
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.forget(file),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            _ => self.forget(file),
+            Err(e) => {
+                self.undeletable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(file.name.id);
+                self.forget(file);
+                if let Some(suppressed) = IO_WARNING.check() {
+                    tracing::warn!(
+                        target: "tower_opik",
+                        suppressed,
+                        file = %path.display(),
+                        error = %e,
+                        "an Opik spool file was delivered but cannot be deleted: this store \
+                         will not send it again, the next one to open the directory will \
+                         (harmless: Opik's batch writes are upserts); delete it by hand"
+                    );
+                }
+            }
         }
     }
 

@@ -175,3 +175,26 @@ fn a_file_too_large_to_be_ours_is_set_aside_unread() {
     assert!(stats.losses[0].last_message.contains("not read"), "{stats}");
     assert_eq!(gauges(&counters), (0, 0));
 }
+
+#[test]
+fn a_file_that_cannot_be_deleted_is_not_listed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, counters) = open(dir.path(), DEFAULT_MAX_BYTES);
+    spool.write(&batch(2)).unwrap();
+    let files = spool.list();
+    // A directory in the file's place: `remove_file` fails (as on a read-only file system).
+    let path = dir.path().join(files[0].name.name());
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    spool.remove(&files[0]);
+    assert!(
+        spool
+            .undeletable
+            .lock()
+            .unwrap()
+            .contains(&files[0].name.id),
+        "never listed, so never sent, again by this store"
+    );
+    assert!(spool.list().is_empty());
+    assert_eq!(gauges(&counters), (0, 0));
+}
