@@ -32,6 +32,11 @@ pub(crate) struct RecordQueue {
     closed: AtomicBool,
     /// Every this many records, a push wakes the export task.
     wake_at: usize,
+    /// And every `1 << wake_bytes_shift` bytes (an eighth of `max_bytes` or a bit less,
+    /// a power of two: a shift on the request path, not a division): large prompts fill
+    /// the byte bound long before a batch's worth of records (the dead-backend bench with
+    /// 1 MB prompts found the task asleep until its interval while the bound filled).
+    wake_bytes_shift: u32,
     wake: Notify,
     counters: Arc<Counters>,
     /// The most bytes the queued records may hold (their payloads and a fixed part each).
@@ -65,6 +70,7 @@ impl RecordQueue {
             slots: ArrayQueue::new(capacity),
             closed: AtomicBool::new(false),
             wake_at: wake_at.min(capacity / 2).max(1),
+            wake_bytes_shift: (max_bytes / 8).max(1).ilog2(),
             wake: Notify::new(),
             counters,
             max_bytes,
@@ -118,7 +124,8 @@ impl RecordQueue {
             return Err((Refused::Closed, record));
         }
         let size = record.approx_bytes();
-        if self.bytes.fetch_add(size, Ordering::Relaxed) + size > self.max_bytes {
+        let bytes_before = self.bytes.fetch_add(size, Ordering::Relaxed);
+        if bytes_before + size > self.max_bytes {
             self.bytes.fetch_sub(size, Ordering::Relaxed);
             return Err((Refused::FullBytes, record));
         }
@@ -130,7 +137,10 @@ impl RecordQueue {
             return Err((Refused::Full, record));
         }
         let wake_at = self.wake_at as u64;
-        if (before + count) / wake_at != before / wake_at {
+        if (before + count) / wake_at != before / wake_at
+            || (bytes_before + size) >> self.wake_bytes_shift
+                != bytes_before >> self.wake_bytes_shift
+        {
             self.wake.notify_one();
         }
         Ok(())
@@ -239,6 +249,27 @@ mod tests {
         }
         assert!(woken(&queue), "the sixth record wakes it again");
         assert_eq!(counters.snapshot().recorded, 6);
+    }
+
+    #[test]
+    fn large_records_wake_the_task_every_eighth_of_the_byte_bound() {
+        let queue = RecordQueue::new(100, 64 * 1024, 1000, Arc::default());
+        let sized = |n: usize| -> Record {
+            let mut r = SpanRecord::new(
+                crate::id::new_id(),
+                crate::id::new_id(),
+                "x",
+                Timestamp::now(),
+            );
+            r.input = crate::record::Payload::from_serialize("y".repeat(n), "input");
+            r.into()
+        };
+        queue.push(sized(4000)).unwrap();
+        assert!(!woken(&queue), "4 KB of 64: below an eighth");
+        queue.push(sized(4000)).unwrap();
+        assert!(woken(&queue), "past 8 KB: woken, long before 1000 records");
+        queue.push(sized(1000)).unwrap();
+        assert!(!woken(&queue));
     }
 
     #[test]
