@@ -546,37 +546,14 @@ pub(crate) fn uuid_value(id: Uuid) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Percent-decodes a baggage value (or a `grpc-message`); invalid escapes are kept as they
-/// are, invalid UTF-8 is replaced.
+/// Percent-decodes a baggage value (or a `grpc-message`): an invalid escape is kept as it
+/// is, invalid UTF-8 becomes U+FFFD (W3C Baggage, HTTP_HEADER_FORMAT.md §value: MUST), and
+/// `+` stays `+`, a literal there and in gRPC's PROTOCOL-HTTP2.md (OTel Python's propagator
+/// reads it as a space with `unquote_plus`; no Opik id holds either).
 pub(crate) fn percent_decode(s: &str) -> String {
-    if !s.contains('%') {
-        return s.to_owned();
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

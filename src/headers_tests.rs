@@ -66,4 +66,8 @@ fn percent_decoding() {
     assert_eq!(percent_decode("%4"), "%4");
     assert_eq!(percent_decode("%zz"), "%zz");
     assert_eq!(percent_decode("x%41"), "xA");
+    assert_eq!(percent_decode("%%41%"), "%A%");
+    assert_eq!(percent_decode("%e2%9c%93"), "\u{2713}");
+    assert_eq!(percent_decode("a%FFb%E2%9C"), "a\u{FFFD}b\u{FFFD}");
+    assert_eq!(percent_decode("a+b%20c"), "a+b c");
 }
