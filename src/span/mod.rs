@@ -19,6 +19,7 @@ use crate::time::Timestamp;
 
 mod held;
 mod setters;
+mod start;
 mod trace_update;
 
 pub use trace_update::{TraceUpdate, update_current_trace};

@@ -212,7 +212,7 @@ impl Batcher {
         } else {
             match super::truncate::fit(&self.scratch, limit) {
                 Some(json) => {
-                    Counters::add(&self.counters.truncated, 1);
+                    self.counters.truncated(1);
                     cut = json;
                     &cut
                 }

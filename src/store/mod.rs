@@ -40,7 +40,6 @@ mod spool;
 mod stats;
 mod truncate;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,9 +58,7 @@ pub use stats::{FlushReport, Loss, LossReason, StoreStats};
 
 use self::batcher::Command;
 use self::stats::Counters;
-use crate::headers::DistributedHeaders;
 use crate::record::Record;
-use crate::span::Span;
 use crate::warn::RateLimit;
 
 /// The handle on the process's span store. `Clone + Send + Sync`: every layer, middleware
@@ -148,7 +145,7 @@ impl SpanStore {
         Self::builder().build()
     }
 
-    /// A store that records nothing: spans from it are [`Span::none`], and every call costs
+    /// A store that records nothing: spans from it are [`Span::none`](crate::Span::none), and every call costs
     /// next to nothing. The kill switch (`OPIK_TRACK_DISABLE=true`) builds one of these.
     ///
     /// ```
@@ -249,42 +246,30 @@ impl SpanStore {
 
     /// Reserves `bytes` for a held span; `false` when the bound would be passed.
     pub(crate) fn hold_bytes(&self, bytes: usize) -> bool {
-        let held = &self.inner.counters.held_bytes;
-        let before = held.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-        if before + bytes > self.inner.keep_errors_max_bytes {
-            held.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
-            return false;
-        }
-        true
+        self.inner
+            .counters
+            .hold_bytes(bytes, self.inner.keep_errors_max_bytes)
     }
 
     /// Gives back what held spans reserved.
     pub(crate) fn release_bytes(&self, bytes: usize) {
-        self.inner
-            .counters
-            .held_bytes
-            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.inner.counters.release_held_bytes(bytes);
     }
 
     /// Counts spans of held traces not kept for lack of room.
     pub(crate) fn count_held_dropped(&self, n: u64) {
-        Counters::add(&self.inner.counters.held_dropped, n);
+        self.inner.counters.held_dropped(n);
     }
 
     /// Counts a trace sampled out but sent for its error.
     pub(crate) fn count_kept_for_errors(&self) {
-        Counters::add(&self.inner.counters.kept_for_errors, 1);
+        self.inner.counters.kept_for_errors();
     }
 
     /// Counts a new trace's sampling decision.
     pub(crate) fn count_sampling(&self, kept: bool) {
         if self.is_enabled() {
-            let counter = if kept {
-                &self.inner.counters.sampled_in
-            } else {
-                &self.inner.counters.sampled_out
-            };
-            Counters::add(counter, 1);
+            self.inner.counters.sampled(kept);
         }
     }
 
@@ -309,35 +294,6 @@ impl SpanStore {
     /// ```
     pub fn global() -> Option<SpanStore> {
         GLOBAL.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Starts the root span of a new trace; this service writes the trace record when the
-    /// span ends.
-    ///
-    /// ```
-    /// let span = tower_opik::SpanStore::disabled().root_span("chat");
-    /// span.end();
-    /// ```
-    pub fn root_span(&self, name: impl Into<Cow<'static, str>>) -> Span {
-        Span::start(self, name.into(), None)
-    }
-
-    /// Starts a span under a remote parent (the distributed headers of an incoming call), or
-    /// the root of a new trace when `parent` is `None`.
-    ///
-    /// ```
-    /// use tower_opik::DistributedHeaders;
-    /// let store = tower_opik::SpanStore::disabled();
-    /// let parent = DistributedHeaders::extract(&http::HeaderMap::new()).headers;
-    /// let span = store.span_with_parent("handle", parent.as_ref());
-    /// span.end();
-    /// ```
-    pub fn span_with_parent(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        parent: Option<&DistributedHeaders>,
-    ) -> Span {
-        Span::start(self, name.into(), parent)
     }
 
     /// Gives the span `span_id` a feedback score, at any time after it (a reviewer's

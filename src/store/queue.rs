@@ -130,7 +130,7 @@ impl RecordQueue {
             return Err((Refused::FullBytes, record));
         }
         let count = record.count();
-        let before = self.counters.recorded.fetch_add(count, Ordering::Relaxed);
+        let before = self.counters.record(count);
         if let Err(record) = self.slots.push(record) {
             self.counters.unrecord(count);
             self.bytes.fetch_sub(size, Ordering::Relaxed);

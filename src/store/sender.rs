@@ -147,14 +147,9 @@ impl Sender {
             let n = batch.len() as u64;
             match outcome {
                 Ok(()) => {
-                    let delivered = if self.from_spool {
-                        &self.counters.replayed
-                    } else {
-                        &self.counters.sent
-                    };
-                    Counters::add(delivered, n);
+                    self.counters.delivered(n, self.from_spool);
                     if truncated {
-                        Counters::add(&self.counters.truncated, n);
+                        self.counters.truncated(n);
                     }
                     unresolved.records -= n;
                 }
@@ -306,7 +301,7 @@ impl Sender {
         let n = batch.len() as u64;
         let (reason, why) = match written {
             Ok(()) if self.from_spool => return,
-            Ok(()) => return Counters::add(&self.counters.spooled, n),
+            Ok(()) => return self.counters.spooled(n),
             Err(WriteError::Full) => (
                 LossReason::SpoolFull,
                 "the spool is full: the newest batch is dropped".to_owned(),
@@ -316,9 +311,7 @@ impl Sender {
         if self.from_spool {
             self.lose(reason, batch.ids(), why);
         } else {
-            // Never reached the spool: failed, and counted as dropped by the spool.
-            Counters::add(&self.counters.spool_dropped, n);
-            self.counters.lose_records(reason, batch.ids(), || why);
+            self.counters.spool_refused(reason, batch.ids(), || why);
         }
     }
 
@@ -328,7 +321,7 @@ impl Sender {
         let limit = self.retry.export_timeout();
         let mut failures = 0u32;
         loop {
-            Counters::add(&self.counters.export_calls, 1);
+            self.counters.export_call();
             let call = tokio::time::timeout(limit, self.exporter.export(batch));
             let outcome = match &self.spool {
                 None => call.await,
@@ -388,7 +381,7 @@ impl Sender {
             }
             let wait = wait.duration;
             tracing::debug!(target: "tower_opik", error = %err, ?wait, "export failed, retrying");
-            Counters::add(&self.counters.retries, 1);
+            self.counters.retry();
             tokio::time::sleep(wait).await;
         }
     }

@@ -281,27 +281,27 @@ impl std::fmt::Display for FlushReport {
 /// The live counters behind [`StoreStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) recorded: AtomicU64,
-    pub(crate) sent: AtomicU64,
+    recorded: AtomicU64,
+    sent: AtomicU64,
     /// Drops are counted here, not in `losses`: they happen on the request path, which
     /// takes no lock.
     queue_full: AtomicU64,
     shut_down: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retries: AtomicU64,
-    pub(crate) export_calls: AtomicU64,
-    pub(crate) truncated: AtomicU64,
-    pub(crate) sampled_in: AtomicU64,
-    pub(crate) sampled_out: AtomicU64,
-    pub(crate) kept_for_errors: AtomicU64,
-    pub(crate) held_dropped: AtomicU64,
-    pub(crate) held_bytes: std::sync::atomic::AtomicUsize,
-    pub(crate) spooled: AtomicU64,
-    pub(crate) replayed: AtomicU64,
-    pub(crate) spool_dropped: AtomicU64,
+    failed: AtomicU64,
+    retries: AtomicU64,
+    export_calls: AtomicU64,
+    truncated: AtomicU64,
+    sampled_in: AtomicU64,
+    sampled_out: AtomicU64,
+    kept_for_errors: AtomicU64,
+    held_dropped: AtomicU64,
+    held_bytes: std::sync::atomic::AtomicUsize,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    spool_dropped: AtomicU64,
     /// Gauges: what the spool's files hold now.
-    pub(crate) spool_records: AtomicU64,
-    pub(crate) spool_bytes: AtomicU64,
+    spool_records: AtomicU64,
+    spool_bytes: AtomicU64,
     losses: Mutex<BTreeMap<LossReason, LossEntry>>,
     /// Whether exports are failing now, and the logs of its changes.
     pub(crate) health: Health,
@@ -392,9 +392,133 @@ impl Drop for LiveStore {
     }
 }
 
+/// Every count the store keeps moves through these methods, so the identity the stats
+/// promise, `recorded = sent + failed + spooled + pending`, has one home: a record enters
+/// with [`record`](Self::record) (or is taken back with [`unrecord`](Self::unrecord)) and
+/// leaves with exactly one of [`delivered`](Self::delivered), [`spooled`](Self::spooled),
+/// [`lose`](Self::lose) or [`lose_records`](Self::lose_records). What the spool delivers or
+/// loses later ([`replayed`](Self::delivered), [`lose_spooled`](Self::lose_spooled)) is
+/// counted apart, since an earlier run may have spooled it.
 impl Counters {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `count` records enter the queue; returns how many had before (the queue wakes its
+    /// task on a multiple).
+    pub(crate) fn record(&self, count: u64) -> u64 {
+        self.recorded.fetch_add(count, Ordering::Relaxed)
+    }
+
+    /// `n` records were delivered: sent, or `replayed` from the spool.
+    pub(crate) fn delivered(&self, n: u64, from_spool: bool) {
+        Self::add(
+            if from_spool {
+                &self.replayed
+            } else {
+                &self.sent
+            },
+            n,
+        );
+    }
+
+    /// `n` records went to the spool.
+    pub(crate) fn spooled(&self, n: u64) {
+        Self::add(&self.spooled, n);
+    }
+
+    /// `n` records were sent with payloads cut down.
+    pub(crate) fn truncated(&self, n: u64) {
+        Self::add(&self.truncated, n);
+    }
+
+    /// An export call was made.
+    pub(crate) fn export_call(&self) {
+        Self::add(&self.export_calls, 1);
+    }
+
+    /// An export attempt is retried.
+    pub(crate) fn retry(&self) {
+        Self::add(&self.retries, 1);
+    }
+
+    /// A new trace's sampling decision.
+    pub(crate) fn sampled(&self, kept: bool) {
+        Self::add(
+            if kept {
+                &self.sampled_in
+            } else {
+                &self.sampled_out
+            },
+            1,
+        );
+    }
+
+    /// A trace sampled out was sent for its error.
+    pub(crate) fn kept_for_errors(&self) {
+        Self::add(&self.kept_for_errors, 1);
+    }
+
+    /// `n` spans of held traces were not kept for lack of room.
+    pub(crate) fn held_dropped(&self, n: u64) {
+        Self::add(&self.held_dropped, n);
+    }
+
+    /// Reserves `bytes` for held spans within `max`; `false` when it would pass it.
+    pub(crate) fn hold_bytes(&self, bytes: usize, max: usize) -> bool {
+        let before = self.held_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > max {
+            self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back what held spans reserved.
+    pub(crate) fn release_held_bytes(&self, bytes: usize) {
+        self.held_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Reserves `bytes` of the spool's room within `max`; `false` when it would pass it.
+    pub(crate) fn reserve_spool_bytes(&self, bytes: u64, max: u64) -> bool {
+        self.spool_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                (now.saturating_add(bytes) <= max).then_some(now + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Files of `records` records and `bytes` bytes are in the spool (written, or found
+    /// at start: then their bytes were not reserved, `reserved` is false).
+    pub(crate) fn spool_holds(&self, records: u64, bytes: u64, reserved: bool) {
+        Self::add(&self.spool_records, records);
+        if !reserved {
+            Self::add(&self.spool_bytes, bytes);
+        }
+    }
+
+    /// Files of `records` records and `bytes` bytes left the spool (or a reservation of
+    /// `bytes` was not used, with `records` 0).
+    pub(crate) fn spool_released(&self, records: u64, bytes: u64) {
+        let sub = |gauge: &AtomicU64, n: u64| {
+            let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        sub(&self.spool_bytes, bytes);
+        sub(&self.spool_records, records);
+    }
+
+    /// `ids` never reached the spool (full, or not writable): failed, and counted as
+    /// dropped by the spool.
+    pub(crate) fn spool_refused(
+        &self,
+        reason: LossReason,
+        ids: impl ExactSizeIterator<Item = Uuid>,
+        message: impl FnOnce() -> String,
+    ) {
+        Self::add(&self.spool_dropped, ids.len() as u64);
+        self.lose_records(reason, ids, message);
     }
 
     /// Takes back records counted as recorded that were then refused (they raced a

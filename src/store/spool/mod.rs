@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, watch};
 
@@ -146,8 +146,7 @@ impl Spool {
                 "the Opik spool holds records from an earlier run: replaying them"
             );
         }
-        Counters::add(&counters.spool_bytes, bytes);
-        Counters::add(&counters.spool_records, records);
+        counters.spool_holds(records, bytes, false);
         Ok(Self {
             dir: dir.to_owned(),
             max_bytes,
@@ -165,13 +164,7 @@ impl Spool {
     pub(crate) fn write(&self, batch: &ExportBatch) -> Result<(), WriteError> {
         let body = batch.json_body();
         let size = body.len() as u64;
-        let reserved =
-            self.counters
-                .spool_bytes
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
-                    (now + size <= self.max_bytes).then_some(now + size)
-                });
-        if reserved.is_err() {
+        if !self.counters.reserve_spool_bytes(size, self.max_bytes) {
             if let Some(suppressed) = FULL_WARNING.check() {
                 tracing::warn!(
                     target: "tower_opik",
@@ -196,13 +189,13 @@ impl Spool {
         })();
         match written {
             Ok(()) => {
-                Counters::add(&self.counters.spool_records, batch.len() as u64);
+                self.counters.spool_holds(batch.len() as u64, size, true);
                 self.written.notify_one();
                 Ok(())
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                self.counters.spool_bytes.fetch_sub(size, Ordering::Relaxed);
+                self.counters.spool_released(0, size);
                 if let Some(suppressed) = IO_WARNING.check() {
                     tracing::warn!(
                         target: "tower_opik",
@@ -315,13 +308,7 @@ impl Spool {
     }
 
     fn forget(&self, file: &Listed) {
-        let sub = |gauge: &AtomicU64, n: u64| {
-            let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(n))
-            });
-        };
-        sub(&self.counters.spool_bytes, file.bytes);
-        sub(&self.counters.spool_records, file.name.records);
+        self.counters.spool_released(file.name.records, file.bytes);
     }
 
     /// Lets another store open the directory (the store has shut down).
