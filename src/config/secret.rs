@@ -62,7 +62,8 @@ impl ApiKey {
         let Some(attributes) = attributes.filter(|a| !a.is_empty()) else {
             return Ok(None);
         };
-        let json = decode_base64(attributes).ok_or("the API key's attributes are not base64")?;
+        let json =
+            decode_attributes(attributes).ok_or("the API key's attributes are not base64")?;
         let value: serde_json::Value =
             serde_json::from_slice(&json).map_err(|_| "the API key's attributes are not JSON")?;
         Ok(value
@@ -84,43 +85,78 @@ impl std::fmt::Display for ApiKey {
     }
 }
 
-/// Standard base64 (padding optional, as Python's helper fixes it), `None` when invalid.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
+/// The API key's attributes, decoded as Opik's Python SDK does in
+/// `sdks/python/src/opik/api_key/base64_helper.py`: `base64.b64decode(data, validate=True)`,
+/// so the standard alphabet only (no `-`/`_`, no whitespace) and trailing bits unchecked.
+/// Kept by hand because it is Opik's rule, not base64's: its padding fix-up, where a length
+/// not a multiple of 4 ending in `=` loses every `=` (the padding it then adds is what
+/// `Indifferent` accepts). `None` when invalid.
+fn decode_attributes(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const PYTHON: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    if text.len() % 4 != 0 && text.ends_with('=') {
+        PYTHON.decode(text.replace('=', "")).ok()
+    } else {
+        PYTHON.decode(text).ok()
     }
-    (bits < 6).then_some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Each case as Python's `base64_helper.decode_base64` answers it (CPython 3.11).
     #[test]
-    fn base64_decodes_with_and_without_padding() {
-        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
-        assert_eq!(decode_base64("").unwrap(), b"");
-        assert!(decode_base64("a").is_none());
-        assert!(decode_base64("a$==").is_none());
+    fn attributes_decode_as_the_python_sdk_does() {
+        let ok: &[(&str, &[u8])] = &[
+            ("aGVsbG8=", b"hello"),
+            ("aGVsbG8", b"hello"), // missing padding is added
+            ("aGk=", b"hi"),
+            ("aGk", b"hi"),
+            ("aGk==", b"hi"), // a length not a multiple of 4 ending in '=' loses every '='
+            ("aGk===", b"hi"),
+            ("aGVsbG8==", b"hello"),
+            ("aG=k=", b"hi"),
+            ("aGl=", b"hi"), // trailing bits are not checked
+            ("YR", b"a"),
+            ("a+/b", b"k\xef\xdb"),
+            ("", b""),
+            ("=", b""),
+        ];
+        for (text, want) in ok {
+            assert_eq!(decode_attributes(text).as_deref(), Some(*want), "{text:?}");
+        }
+        let refused = [
+            ("a", "one symbol too many"),
+            ("a=", "one symbol too many once its '=' goes"),
+            ("a$==", "not base64"),
+            (
+                "a-_b",
+                "URL-safe: Python decodes the standard alphabet only",
+            ),
+            ("____", "URL-safe"),
+            ("aGk\n", "whitespace is not skipped (validate=True)"),
+            ("aGk ", "whitespace"),
+            (" aGk", "whitespace"),
+            ("aG k", "whitespace"),
+            ("aGk=\n", "whitespace"),
+            ("aGk=====", "excess padding in a multiple of 4"),
+            ("aGVs=bG8", "data after padding"),
+            ("aGk=aGk=", "data after padding"),
+            ("=aGk", "leading padding"),
+            ("====", "padding only"),
+            ("\u{e9}", "not ASCII"),
+            ("\0\0\0\0", "control characters"),
+        ];
+        for (text, why) in refused {
+            assert_eq!(decode_attributes(text), None, "{text:?}: {why}");
+        }
     }
 
     #[test]
@@ -135,5 +171,41 @@ mod tests {
         assert_eq!(ApiKey::new("plain*").embedded_base_url().unwrap(), None);
         assert!(ApiKey::new("a*b*c").embedded_base_url().is_err());
         assert!(ApiKey::new("a*%%%").embedded_base_url().is_err());
+        let padded = ApiKey::new(format!("abc*{attrs}=="));
+        assert_eq!(
+            padded.embedded_base_url().unwrap().as_deref(),
+            Some("https://example.com/")
+        );
+        // {"baseUrl":"https://x.io/?a=>>>"}: a '+' in the standard alphabet, '-' in the
+        // URL-safe one, which Python refuses.
+        let plus = ApiKey::new("abc*eyJiYXNlVXJsIjoiaHR0cHM6Ly94LmlvLz9hPT4+PiJ9");
+        assert_eq!(
+            plus.embedded_base_url().unwrap().as_deref(),
+            Some("https://x.io/?a=>>>")
+        );
+        let url_safe = ApiKey::new("abc*eyJiYXNlVXJsIjoiaHR0cHM6Ly94LmlvLz9hPT4-PiJ9");
+        assert!(url_safe.embedded_base_url().is_err());
+        assert!(
+            ApiKey::new(format!("abc*{attrs}\n"))
+                .embedded_base_url()
+                .is_err()
+        );
+        assert!(
+            ApiKey::new(format!("abc* {attrs}"))
+                .embedded_base_url()
+                .is_err()
+        );
+        assert!(
+            ApiKey::new("abc*aGk").embedded_base_url().is_err(),
+            "not JSON"
+        );
+        assert_eq!(ApiKey::new("abc*e30").embedded_base_url().unwrap(), None); // {}
+        // Garbage of every kind is an error or `None`, never a panic.
+        for n in 0..512u32 {
+            let junk: String = (0..n % 23)
+                .map(|i| char::from_u32((n * 31 + i * 7) % 0x180).unwrap_or('?'))
+                .collect();
+            let _ = ApiKey::new(format!("k*{junk}")).embedded_base_url();
+        }
     }
 }
