@@ -20,6 +20,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use uuid::Uuid;
 
 use crate::id::{RemoteIdError, parse_remote};
+use crate::warn::RateLimit;
 
 /// Header carrying the Opik trace id.
 ///
@@ -201,8 +202,11 @@ impl Extracted {
     /// tower_opik::DistributedHeaders::extract(&http::HeaderMap::new()).warn();
     /// ```
     pub fn warn(&self) {
+        static LIMIT: RateLimit = RateLimit::new();
         for problem in &self.problems {
-            crate::warn::header_problem(*problem);
+            if let Some(suppressed) = LIMIT.check() {
+                tracing::warn!(target: "tower_opik", suppressed, "{problem}");
+            }
         }
     }
 }

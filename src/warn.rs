@@ -4,8 +4,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::headers::HeaderProblem;
-
 /// How often one kind of warning may be logged.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -46,14 +44,6 @@ impl RateLimit {
         }
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         None
-    }
-}
-
-/// Warns about a bad incoming distributed header (SPEC §1), at most once per interval.
-pub(crate) fn header_problem(problem: HeaderProblem) {
-    static LIMIT: RateLimit = RateLimit::new();
-    if let Some(suppressed) = LIMIT.check() {
-        tracing::warn!(target: "tower_opik", suppressed, "{problem}");
     }
 }
 

@@ -5,15 +5,12 @@ use std::sync::Arc;
 
 use tower::Layer;
 
+use super::config::ServiceConfig;
 use super::policy::HeaderPolicy;
 use super::request::RequestHead;
 use super::service::OpikService;
 use crate::classify::FailureClassifier;
 use crate::store::SpanStore;
-
-type Rule = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
-type Namer = dyn Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync;
-type Rate = dyn Fn(&RequestHead<'_>) -> f64 + Send + Sync;
 
 /// Traces every request of an axum router or tonic server in Opik: reads the caller's
 /// distributed headers, opens the request span (a child of the remote caller, or a new
@@ -45,19 +42,7 @@ type Rate = dyn Fn(&RequestHead<'_>) -> f64 + Send + Sync;
 /// ```
 #[derive(Clone)]
 pub struct OpikLayer {
-    shared: Arc<LayerConfig>,
-}
-
-#[derive(Clone)]
-pub(crate) struct LayerConfig {
-    pub(crate) store: SpanStore,
-    pub(crate) policy: HeaderPolicy,
-    pub(crate) skip: Option<Arc<Rule>>,
-    pub(crate) name: Option<Arc<Namer>>,
-    pub(crate) failures: FailureClassifier,
-    pub(crate) trace_id_header: Option<http::HeaderName>,
-    pub(crate) tracing_span: bool,
-    pub(crate) sample_rate: Option<Arc<Rate>>,
+    shared: Arc<ServiceConfig>,
 }
 
 impl std::fmt::Debug for OpikLayer {
@@ -90,7 +75,7 @@ impl OpikLayer {
     /// ```
     pub fn new(store: SpanStore) -> Self {
         Self {
-            shared: Arc::new(LayerConfig {
+            shared: Arc::new(ServiceConfig {
                 store,
                 policy: HeaderPolicy::Trust,
                 skip: None,
@@ -103,7 +88,7 @@ impl OpikLayer {
         }
     }
 
-    fn with(mut self, f: impl FnOnce(&mut LayerConfig)) -> Self {
+    fn with(mut self, f: impl FnOnce(&mut ServiceConfig)) -> Self {
         f(Arc::make_mut(&mut self.shared));
         self
     }

@@ -4,6 +4,7 @@
 //! tower-http's trace layer.
 
 mod body;
+mod config;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;

@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
+use super::config::ServiceConfig;
 use super::future::ResponseFuture;
 use super::guard::SpanGuard;
-use super::layer::LayerConfig;
 use super::request::{RequestHead, method_name};
 use crate::context::{Entered, Instrumented};
 use crate::headers::{DistributedHeaders, Extracted};
@@ -35,7 +35,7 @@ use crate::span::Span;
 #[derive(Clone)]
 pub struct OpikService<S> {
     inner: S,
-    config: Arc<LayerConfig>,
+    config: Arc<ServiceConfig>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for OpikService<S> {
@@ -47,7 +47,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for OpikService<S> {
 }
 
 impl<S> OpikService<S> {
-    pub(crate) fn new(inner: S, config: Arc<LayerConfig>) -> Self {
+    pub(crate) fn new(inner: S, config: Arc<ServiceConfig>) -> Self {
         Self { inner, config }
     }
 
