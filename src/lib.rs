@@ -33,6 +33,7 @@ mod time;
 pub mod tracing;
 #[cfg(feature = "macros")]
 mod track;
+mod transport;
 mod warn;
 
 pub use config::OpikConfig;

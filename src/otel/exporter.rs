@@ -6,7 +6,7 @@ use http::HeaderValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 
 use crate::config::OpikConfig;
-use crate::store::Transport;
+use crate::transport::Transport;
 
 /// Opik's OTLP endpoint, relative to its base URL.
 ///
@@ -49,7 +49,7 @@ pub const OTLP_TRACES_PATH: &str = "v1/private/otel/v1/traces";
 pub fn opik_otlp_exporter(
     config: &OpikConfig,
 ) -> Result<opentelemetry_otlp::SpanExporter, crate::Error> {
-    build(config, crate::store::http_client(config)?)
+    build(config, Transport::for_config(config)?)
 }
 
 /// [`opik_otlp_exporter`] sending with the application's own `client` (its proxies, root

@@ -50,8 +50,6 @@ use self::queue::{RecordQueue, Refused};
 pub use builder::SpanStoreBuilder;
 pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 pub use rest::OpikRestExporter;
-#[cfg(feature = "otel")]
-pub(crate) use rest::{Transport, http_client};
 pub use retry::RetryPolicy;
 pub(crate) use stats::no_current_span;
 pub use stats::{FlushReport, Loss, LossReason, StoreStats};

@@ -8,9 +8,7 @@ use reqwest::Url;
 use super::exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 use crate::config::OpikConfig;
 
-mod transport;
-pub(crate) use transport::Transport;
-use transport::TransportError;
+use crate::transport::{Transport, TransportError};
 
 /// How much of an error answer's body is kept for the report.
 const MAX_ERROR_BODY: usize = 2048;
@@ -79,7 +77,7 @@ impl OpikRestExporter {
     /// assert!(tower_opik::store::OpikRestExporter::new(&config).is_ok());
     /// ```
     pub fn new(config: &OpikConfig) -> Result<Self, crate::Error> {
-        Self::build(config, http_client(config)?)
+        Self::build(config, Transport::for_config(config)?)
     }
 
     /// An exporter that sends with `client`, the application's own: its proxies, root
@@ -262,11 +260,6 @@ impl Exporter for OpikRestExporter {
 
 /// The `User-Agent` of our requests.
 const USER_AGENT: &str = concat!("tower-opik/", env!("CARGO_PKG_VERSION"));
-
-/// Our own HTTP(S) client for `config`'s endpoint (see [`Transport::ours`]).
-pub(crate) fn http_client(config: &OpikConfig) -> Result<Transport, crate::Error> {
-    Transport::ours(config.endpoint("").scheme() == "https")
-}
 
 /// The default of [`OpikRestExporter::gzip_level`]: the least CPU per byte saved.
 const DEFAULT_GZIP_LEVEL: u32 = 1;

@@ -60,6 +60,11 @@ pub(crate) enum TransportError {
 impl Transport {
     /// Our own client for `https` (or not) endpoints. Without a usable rustls provider an
     /// `https` endpoint is an error here, at setup, not at every export.
+    /// Our own HTTP(S) client for `config`'s endpoint (see [`ours`](Self::ours)).
+    pub(crate) fn for_config(config: &crate::OpikConfig) -> Result<Self, crate::Error> {
+        Self::ours(config.endpoint("").scheme() == "https")
+    }
+
     pub(crate) fn ours(https: bool) -> Result<Self, crate::Error> {
         #[cfg(feature = "rustls-no-provider")]
         if let Some(provider) = provider() {
