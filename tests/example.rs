@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tower_opik::testing::LocalOpik;
 
@@ -18,6 +18,22 @@ fn example() -> PathBuf {
         "{} not built (cargo test builds examples)",
         path.display()
     );
+    // `cargo test --test example` alone does not build examples: catch a binary older than
+    // the example's own sources rather than test yesterday's command line.
+    let built = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let sources =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/axum_client_server");
+    for file in std::fs::read_dir(sources).unwrap() {
+        let file = file.unwrap().path();
+        let edited = std::fs::metadata(&file).unwrap().modified().unwrap();
+        assert!(
+            edited <= built,
+            "{} is older than {}: run `cargo build --all-features --example axum_client_server` \
+             (or the whole `cargo test`, which builds examples) first",
+            path.display(),
+            file.display()
+        );
+    }
     path
 }
 
@@ -182,4 +198,146 @@ async fn the_two_process_run_gives_the_same_tree() {
         "{:?}",
         opik.requests()
     );
+}
+
+/// Runs the example with `args` (no Opik in reach), killing it if it outlives `limit`: a
+/// command line that should be rejected must not start a service that waits for Ctrl-C.
+fn run_briefly(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let mut child = Command::new(example())
+        .args(args)
+        .env_remove("OPIK_URL_OVERRIDE")
+        .env("OPIK_CONFIG_PATH", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still ran after 20 s\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A rejected command line: clap's error on stderr, pointing to `--help` (with the usage
+/// line too for an unknown or missing argument), exit code 2, nothing run.
+fn assert_rejected(args: &[&str], names: &[&str]) {
+    let (status, stdout, stderr) = run_briefly(args);
+    assert_eq!(status.code(), Some(2), "{args:?}\n{stdout}\n{stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}\n{stderr}");
+    assert!(
+        stderr.contains("For more information, try '--help'."),
+        "{args:?}\n{stderr}"
+    );
+    for name in names {
+        assert!(stderr.contains(name), "{args:?}: no {name:?} in\n{stderr}");
+    }
+    assert!(!stdout.contains("listens on"), "{args:?}\n{stdout}");
+}
+
+#[test]
+fn a_misspelt_flag_is_rejected_with_a_usage_message() {
+    assert_rejected(
+        &["server", "--adr", "1"],
+        &[
+            "unexpected argument '--adr'",
+            "similar argument exists: '--addr'",
+            "Usage: axum_client_server server",
+        ],
+    );
+    assert_rejected(&["--adr", "1"], &["unexpected argument '--adr'"]);
+}
+
+#[test]
+fn a_bad_value_is_rejected_with_a_usage_message() {
+    assert_rejected(
+        &["soak", "--seconds", "abc"],
+        &["invalid value 'abc'", "--seconds"],
+    );
+    assert_rejected(
+        &["local-opik", "--addr", "localhost"],
+        &["invalid value 'localhost'", "--addr"],
+    );
+    assert_rejected(
+        &["client", "--server-url", "127.0.0.1:3000"],
+        &["invalid value '127.0.0.1:3000'", "--server-url"],
+    );
+}
+
+#[test]
+fn a_flag_without_its_value_is_rejected_with_a_usage_message() {
+    assert_rejected(&["server", "--addr"], &["a value is required for '--addr"]);
+    assert_rejected(
+        &["soak", "--seconds"],
+        &["a value is required for '--seconds"],
+    );
+    assert_rejected(
+        &["client", "--server-url", "http://127.0.0.1:1", "--prompt"],
+        &["a value is required for '--prompt"],
+    );
+    assert_rejected(
+        &["client"],
+        &[
+            "required",
+            "--server-url <URL>",
+            "Usage: axum_client_server client",
+        ],
+    );
+    assert_rejected(&["serve"], &["unrecognized subcommand 'serve'"]);
+}
+
+#[test]
+fn help_lists_the_modes_and_their_flags_with_defaults() {
+    let (status, stdout, stderr) = run_briefly(&["--help"]);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Usage: axum_client_server [MODE]"),
+        "{stdout}"
+    );
+    for mode in ["server", "client", "soak", "local-opik"] {
+        assert!(stdout.contains(&format!("  {mode} ")), "{mode}: {stdout}");
+    }
+    let modes: [(&str, &[&str]); 4] = [
+        (
+            "server",
+            &["--addr <HOST:PORT>", "[default: 127.0.0.1:3000]"],
+        ),
+        (
+            "client",
+            &[
+                "--server-url <URL>",
+                "--prompt <TEXT>",
+                r#"[default: "What is distributed tracing?"]"#,
+            ],
+        ),
+        (
+            "soak",
+            &["--seconds <SECONDS>", "in seconds", "[default: 180]"],
+        ),
+        (
+            "local-opik",
+            &["--addr <IP:PORT>", "[default: 127.0.0.1:5173]"],
+        ),
+    ];
+    for (mode, flags) in modes {
+        let (status, stdout, stderr) = run_briefly(&[mode, "--help"]);
+        assert!(status.success(), "{mode}: {stdout}\n{stderr}");
+        for flag in flags {
+            assert!(stdout.contains(flag), "{mode}: no {flag:?} in\n{stdout}");
+        }
+    }
 }

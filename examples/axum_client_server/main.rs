@@ -15,14 +15,17 @@
 //! With `OPIK_URL_OVERRIDE` set (and `OPIK_API_KEY` / `OPIK_WORKSPACE` as needed) the
 //! one-command run sends to that Opik instead of an embedded LocalOpik. The `server` and
 //! `client` modes read their Opik settings from the environment like the official SDKs.
+//! `--help` (and `MODE --help`) lists the modes and their flags with their defaults.
 
 mod client;
 mod server;
 mod soak;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use tower_opik::testing::LocalOpik;
 use tower_opik::tracing::{GenAiSpans, Mirror, OpikTracingLayer};
 use tower_opik::{OpikConfig, SpanStore};
@@ -35,6 +38,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // An unknown flag, a missing or bad value: clap says what is wrong and exits with 2.
+    let cli = Cli::parse();
     // Logs as usual, and `tracing` spans into Opik: the GenAI spans of LLM libraries, plus
     // every span of this program (a per-layer filter, so the log level does not hide them).
     let opik_spans = Targets::new().with_target("axum_client_server", Level::INFO);
@@ -51,34 +56,12 @@ async fn main() -> ExitCode {
                 .with_filter(GenAiSpans.or(opik_spans)),
         )
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
+    let result = match cli.mode {
         None => demo().await,
-        Some("server") => {
-            server::run(&flag(&args, "--addr").unwrap_or("127.0.0.1:3000".into())).await
-        }
-        Some("client") => match flag(&args, "--server-url") {
-            Some(url) => {
-                client::run(
-                    &url,
-                    &flag(&args, "--prompt").unwrap_or(DEFAULT_PROMPT.into()),
-                )
-                .await
-            }
-            None => Err("client needs --server-url URL".into()),
-        },
-        Some("soak") => {
-            let seconds = flag(&args, "--seconds")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(180);
-            soak::run(seconds).await
-        }
-        Some("local-opik") => {
-            local_opik(&flag(&args, "--addr").unwrap_or("127.0.0.1:5173".into())).await
-        }
-        Some(other) => {
-            Err(format!("unknown mode {other:?}: use server, client, local-opik or soak").into())
-        }
+        Some(Mode::Server { addr }) => server::run(&addr).await,
+        Some(Mode::Client { server_url, prompt }) => client::run(&server_url, &prompt).await,
+        Some(Mode::Soak { seconds }) => soak::run(seconds).await,
+        Some(Mode::LocalOpik { addr }) => local_opik(addr).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,11 +81,70 @@ fn filter() -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
 }
 
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// Two services, one Opik trace.
+///
+/// With no mode: runs both services on loopback against an embedded LocalOpik (or the Opik
+/// of OPIK_URL_OVERRIDE), makes one plain and one streamed call, and prints the traces.
+#[derive(Parser)]
+#[command(
+    name = "axum_client_server",
+    subcommand_value_name = "MODE",
+    subcommand_help_heading = "Modes",
+    after_help = "Each mode's flags, with their defaults: axum_client_server MODE --help"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// The server service alone: serves until Ctrl-C / SIGTERM, then flushes its spans.
+    ///
+    /// Opik settings come from the environment (OPIK_URL_OVERRIDE, OPIK_API_KEY, ...).
+    Server {
+        /// Address to listen on, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
+        addr: String,
+    },
+    /// The client service alone: one call to a running server, flush, exit.
+    ///
+    /// Opik settings come from the environment (OPIK_URL_OVERRIDE, OPIK_API_KEY, ...).
+    Client {
+        /// Base URL of the server service, e.g. http://127.0.0.1:3000.
+        #[arg(long, value_name = "URL", value_parser = http_url)]
+        server_url: String,
+        /// The question sent to the server.
+        #[arg(long, value_name = "TEXT", default_value = DEFAULT_PROMPT)]
+        prompt: String,
+    },
+    /// Both services under load on loopback, LocalOpik injecting faults, for a while.
+    ///
+    /// Reports requests served, spans delivered and dropped, and peak memory. See
+    /// scripts/soak.sh.
+    Soak {
+        /// How long the load runs, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+        seconds: u64,
+    },
+    /// A LocalOpik as its own process, printing each trace as it completes.
+    ///
+    /// Point both services at it with OPIK_URL_OVERRIDE=http://ADDR/api/. Stops on Ctrl-C.
+    LocalOpik {
+        /// Address to listen on, IP:PORT.
+        #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:5173")]
+        addr: SocketAddr,
+    },
+}
+
+/// `--server-url`: an http or https URL, kept as written.
+fn http_url(s: &str) -> std::result::Result<String, String> {
+    let url = reqwest::Url::parse(s).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(s.to_owned()),
+        "http" | "https" => Err("the URL has no host".into()),
+        other => Err(format!("the scheme is {other:?}, not http or https")),
+    }
 }
 
 /// The one-command run: LocalOpik (unless OPIK_URL_OVERRIDE is set), both services on
@@ -180,8 +222,8 @@ async fn demo() -> Result {
 
 /// A LocalOpik as its own process, for the two-process run: point both services at it with
 /// `OPIK_URL_OVERRIDE=http://ADDR/api/`. Prints each trace as it completes; stops on Ctrl-C.
-async fn local_opik(addr: &str) -> Result {
-    let opik = LocalOpik::builder().addr(addr.parse()?).start().await?;
+async fn local_opik(addr: SocketAddr) -> Result {
+    let opik = LocalOpik::builder().addr(addr).start().await?;
     println!(
         "LocalOpik listens on {} (set OPIK_URL_OVERRIDE={})",
         opik.addr(),
