@@ -100,7 +100,7 @@ fn decode_attributes(text: &str) -> Option<Vec<u8>> {
             .with_decode_padding_mode(DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     );
-    if text.len() % 4 != 0 && text.ends_with('=') {
+    if !text.len().is_multiple_of(4) && text.ends_with('=') {
         PYTHON.decode(text.replace('=', "")).ok()
     } else {
         PYTHON.decode(text).ok()

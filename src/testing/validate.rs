@@ -386,88 +386,29 @@ fn date_time(v: &Value, field: &str) -> Result<i64, String> {
 }
 
 /// Microseconds since the epoch of an RFC 3339 date-time with a zone, `None` if invalid.
+///
+/// The `time` crate parses; two rules stay LocalOpik's own, as they were before it:
+/// - only `T` between date and time, only `Z` for UTC (`time` takes any byte there, and
+///   `z`; Java's case-insensitive `ISO_INSTANT` takes `t`/`z` too, but Opik's SDKs and
+///   our formatter write them uppercase, so a lowercase one means a broken formatter);
+/// - a leap second `:60` at any minute, counted as the next second (RFC 3339's grammar;
+///   `time` takes one only at the last second of a UTC month).
 pub(crate) fn parse_date_time(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+    if s.as_bytes().get(10) != Some(&b'T') || s.ends_with('z') {
+        return None;
+    }
+    let (parsed, leap) = match s.get(17..19) {
+        Some("60") => {
+            let at_59 = format!("{}59{}", &s[..17], &s[19..]);
+            (OffsetDateTime::parse(&at_59, &Rfc3339), 1_000_000)
         }
-        std::str::from_utf8(part).ok()?.parse().ok()
+        _ => (OffsetDateTime::parse(s, &Rfc3339), 0),
     };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_len = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month) || day < 1 || day > month_len[(month - 1) as usize] {
-        return None;
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut micros = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let frac = &s[start..i];
-        let padded = format!("{:0<6}", &frac[..frac.len().min(6)]);
-        micros = padded.parse().ok()?;
-    }
-    let offset_minutes = match b.get(i) {
-        Some(b'Z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let (h, m) = (digits(i + 1..i + 3)?, digits(i + 4..i + 6)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let total = h * 60 + m;
-            if *sign == b'+' { total } else { -total }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1_000_000 + micros)
-}
-
-/// Howard Hinnant's `days_from_civil`.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    // Floored to the microsecond, as before.
+    let micros = parsed.ok()?.unix_timestamp_nanos().div_euclid(1000) + leap;
+    i64::try_from(micros).ok()
 }
 
 #[cfg(test)]
@@ -483,6 +424,37 @@ mod tests {
             parse_date_time("2026-11-22T22:57:56.168246Z"),
             Some(1_795_906_676_168_246 - 6 * 86_400_000_000)
         );
+        // More than six fraction digits: floored to the microsecond, before 1970 too.
+        assert_eq!(
+            parse_date_time("1970-01-01T00:00:00.1234567891234Z"),
+            Some(123_456)
+        );
+        assert_eq!(
+            parse_date_time("1969-12-31T23:59:59.5000005Z"),
+            Some(-500_000)
+        );
+        assert_eq!(
+            parse_date_time("1970-01-01T00:00:00-00:30"),
+            Some(1_800_000_000)
+        );
+        assert_eq!(
+            parse_date_time("0000-01-01T00:00:00Z"),
+            Some(-62_167_219_200_000_000)
+        );
+        assert_eq!(
+            parse_date_time("2024-02-29T00:00:00Z"),
+            Some(1_709_164_800_000_000)
+        );
+        // A leap second at any minute, as the next second.
+        assert_eq!(parse_date_time("1970-01-01T00:00:60Z"), Some(60_000_000));
+        assert_eq!(
+            parse_date_time("1970-01-01T00:00:60.25+00:00"),
+            Some(60_250_000)
+        );
+        assert_eq!(
+            parse_date_time("2016-12-31T23:59:60Z"),
+            parse_date_time("2017-01-01T00:00:00Z")
+        );
         for bad in [
             "2026-11-22T22:57:56.168246",
             "2026-11-22 22:57:56Z",
@@ -496,6 +468,19 @@ mod tests {
             "garbage-garbage-garbage",
             "2026-11-22T22:57:56Zjunk",
             "٢٠٢٦-11-22T22:57:56Z",
+            "2026-11-22t22:57:56Z",
+            "2026-11-22_22:57:56Z",
+            "2026-11-22T22:57:61Z",
+            "2026-11-22T22:57:56+24:00",
+            "2026-11-22T22:57:56+01:60",
+            "2026-11-22T22:57:56-01:00:00",
+            "2026-11-22T22:57Z",
+            "2026-11-22T22:57:56.1234567890123Z ",
+            "-026-11-22T22:57:56Z",
+            "+2026-11-22T22:57:56Z",
+            "2026-11-22T22:57:56\0",
+            "2026-11-22T22:57:\u{e9}Z",
+            "2026-11-22T22:57:60z",
         ] {
             assert_eq!(parse_date_time(bad), None, "{bad}");
         }
