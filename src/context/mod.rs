@@ -65,6 +65,9 @@ pub(crate) fn try_current_span() -> Option<Span> {
 /// enter and exit are separate calls, such as a `tracing` layer's `on_enter`/`on_exit`).
 /// `None` when thread-local storage is being torn down (then nothing changed).
 pub(crate) fn swap_current(span: Option<Span>) -> Result<Option<Span>, Option<Span>> {
+    if span.as_ref().is_some_and(Span::is_recording) {
+        panic::install_hook();
+    }
     let mut span = span;
     CURRENT
         .try_with(|c| c.replace(span.take()))

@@ -4,8 +4,8 @@
 //!
 //! - the wrappers that poll user code (the server layer's future and body,
 //!   `DistributedScope`) catch a panic that unwinds through them, record it and resume it;
-//! - a panic hook, installed once by the first enabled [`OpikLayer`](crate::OpikLayer)
-//!   and chained to the hook that was there before, records the panic on the current span
+//! - a panic hook, installed once, the first time a recording span becomes current, and
+//!   chained to the hook that was there before, records the panic on the current span
 //!   of the panicking thread, even when a `CatchPanicLayer` *inside* the layer turns it
 //!   into a 500 before the layer sees it. While the panic unwinds through nested
 //!   [`Span::in_scope`]s and instrumented futures, each enclosing span gets it too (until
@@ -15,6 +15,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
@@ -47,10 +48,17 @@ pub(crate) fn record_caught(span: &Span, payload: &(dyn Any + Send)) {
     }
 }
 
-/// Installs the panic hook once per process, chained to the current one.
+/// Installs the panic hook once per process, chained to the current one: called each time
+/// a recording span becomes current (the hook has nothing to do before), so its cost there
+/// is one relaxed load once installed.
 pub(crate) fn install_hook() {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
     static ONCE: Once = Once::new();
+    if INSTALLED.load(Ordering::Relaxed) {
+        return;
+    }
     ONCE.call_once(|| {
+        INSTALLED.store(true, Ordering::Relaxed);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             on_panic(info);

@@ -66,8 +66,9 @@ impl OpikLayer {
     /// [`RequestHead::default_span_name`].
     ///
     /// A panic in the request is recorded as `Panic` with its message, wherever a
-    /// `CatchPanicLayer` sits: through the panic hook the store installs (see
-    /// [`SpanStoreBuilder::build`](crate::store::SpanStoreBuilder::build)), and from the
+    /// `CatchPanicLayer` sits: through the panic hook installed when a recording span first
+    /// becomes current (see [`SpanStoreBuilder::build`](crate::store::SpanStoreBuilder::build)),
+    /// and from the
     /// payload of a panic that unwinds through this layer's future or body.
     ///
     /// ```

@@ -353,8 +353,10 @@ impl SpanStoreBuilder {
     /// Errors: a bad configuration, no tokio runtime (unless tracing is disabled, which
     /// needs none), or an HTTP client that cannot be built.
     ///
-    /// The first enabled store of the process installs a panic hook, chained to the one
-    /// already there (which still runs, and prints as before): a panic is recorded as
+    /// The first time a span of an enabled store becomes current (a request the layer
+    /// traces, a `#[track]` function, [`Span::in_scope`](crate::Span::in_scope)), a panic
+    /// hook is installed, chained to the one already there (which still runs, and prints
+    /// as before): a panic is recorded as
     /// `Panic`, with its message and location, on the span that is current on the
     /// panicking thread and on the enclosing spans it unwinds through, even when something
     /// catches it before tower-opik's wrappers see it (a `CatchPanicLayer` inside
@@ -387,8 +389,6 @@ impl SpanStoreBuilder {
             return Ok(SpanStore::disabled());
         };
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| crate::Error::NoRuntime)?;
-        // Panics are recorded on the span they happen in (see `context::panic`).
-        crate::context::panic::install_hook();
         let rest = self.exporter.is_none();
         let exporter: Arc<dyn Exporter> = match self.exporter {
             Some(e) => e,
