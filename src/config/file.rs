@@ -1,7 +1,7 @@
-//! `~/.opik.config`: the INI file the Python SDK writes and reads, parsed as Python's
-//! `configparser` reads it (strict mode, no interpolation).
+//! `~/.opik.config`: the INI file the Python SDK writes and reads, parsed as the SDK's
+//! `configparser` reads it (see [`parse`]; `tests/config_file_python.rs` compares the two).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::error::{ConfigError, ValueSource};
@@ -32,6 +32,15 @@ impl FileValues {
                 )
             })
     }
+
+    /// Every `[opik]` value, blank ones too, with its line (for the tests, which compare
+    /// them with Python's).
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, &str, usize)> {
+        self.values
+            .iter()
+            .map(|(k, (v, line))| (k.as_str(), v.as_str(), *line))
+    }
 }
 
 /// Reads and parses `path`. `Ok(None)` when it does not exist and `required` is false.
@@ -58,10 +67,24 @@ pub(crate) fn read(path: &Path, required: bool) -> Result<Option<FileValues>, Co
     parse(&text, path).map(Some)
 }
 
-/// Parses INI text: `[section]` headers, `key = value` or `key: value`, `#`/`;` comment
-/// lines, indented continuation lines, case-insensitive keys. Strict like configparser:
-/// a line before any section, a line without a separator, a duplicate section or a
-/// duplicate key is an error naming the line.
+/// Parses INI text exactly as the Python SDK's `configparser.ConfigParser(interpolation=None)`
+/// reads it (`opik/config.py`, `IniConfigSettingsSource._read_file`, SDK 2.2.122), which is
+/// CPython's default configuration but for interpolation (so `%` is literal):
+///
+/// - lines end at `\n`, `\r\n` or a lone `\r` (Python's universal newlines); a BOM is not
+///   skipped (so it makes the first line an error, as in Python);
+/// - a line whose first non-space character is `#` or `;` is a comment, even inside a value;
+///   there are no inline comments;
+/// - `[name]` is a section header: the name runs to the *last* `]` and anything after it is
+///   ignored; names are case-sensitive; `[DEFAULT]` may appear more than once;
+/// - `key = value` or `key: value`, split at the first `=` or `:`; the key is lowercased,
+///   both are stripped of whitespace (Python's `str.strip`, see [`is_space`]);
+/// - a line indented *more* than the key's line continues its value; blank lines between
+///   continuation lines are kept, trailing ones dropped;
+/// - strict: a line before any section, a line that is neither a header nor `key = value`, an
+///   empty key, a repeated section or a repeated key in a section is an error naming the line;
+/// - the `[opik]` values are the section's own over `[DEFAULT]`'s, and nothing without an
+///   `[opik]` section (`config.items("opik")` is only read when the section exists).
 pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> {
     let err = |line: usize, message: &str| ConfigError::Syntax {
         path: path.to_owned(),
@@ -70,84 +93,133 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> 
     };
     let mut opik: HashMap<String, (String, usize)> = HashMap::new();
     let mut defaults: HashMap<String, (String, usize)> = HashMap::new();
-    let mut seen_sections: Vec<String> = Vec::new();
-    let mut section: Option<String> = None;
-    let mut section_keys: Vec<String> = Vec::new();
-    // The key a continuation line would extend.
+    let mut seen_sections: HashSet<&str> = HashSet::new();
+    let mut seen_keys: HashSet<(&str, String)> = HashSet::new();
+    let mut section: Option<&str> = None;
+    // The key continuation and blank lines extend, and the indentation of its line.
     let mut last_key: Option<String> = None;
-    for (index, raw) in text.lines().enumerate() {
+    let mut indent_level = 0;
+    for (index, raw) in lines(text).enumerate() {
         let line_no = index + 1;
-        let trimmed = raw.trim();
-        if trimmed.is_empty() {
-            last_key = None;
+        let value = strip(raw);
+        if value.starts_with(['#', ';']) {
             continue;
         }
-        if trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        let indented = raw.starts_with([' ', '\t']);
-        if indented && let Some(key) = &last_key {
-            let target = match section.as_deref() {
-                Some("opik") => Some(&mut opik),
-                Some("DEFAULT") => Some(&mut defaults),
-                _ => None,
-            };
-            if let Some(entry) = target.and_then(|m| m.get_mut(key)) {
+        let target = match section {
+            Some("opik") => Some(&mut opik),
+            Some("DEFAULT") => Some(&mut defaults),
+            _ => None,
+        };
+        let current = last_key
+            .as_ref()
+            .zip(target)
+            .and_then(|(key, map)| map.get_mut(key));
+        if value.is_empty() {
+            // Kept only if a continuation line follows: trailing newlines are stripped.
+            if let Some(entry) = current {
                 entry.0.push('\n');
-                entry.0.push_str(trimmed);
             }
             continue;
         }
-        if let Some(rest) = trimmed.strip_prefix('[') {
-            let Some(name) = rest.strip_suffix(']') else {
-                return Err(err(line_no, "section header without a closing ']'"));
-            };
-            let name = name.to_owned();
-            if seen_sections.contains(&name) {
+        let indent = raw.chars().take_while(|&c| is_space(c)).count();
+        if last_key.is_some() && indent > indent_level {
+            if let Some(entry) = current {
+                entry.0.push('\n');
+                entry.0.push_str(value);
+            }
+            continue;
+        }
+        indent_level = indent;
+        if let Some(name) = section_header(value) {
+            if name != "DEFAULT" && !seen_sections.insert(name) {
                 return Err(err(line_no, &format!("section [{name}] appears twice")));
             }
-            seen_sections.push(name.clone());
             section = Some(name);
-            section_keys.clear();
             last_key = None;
             continue;
         }
-        if section.is_none() {
+        let Some(name) = section else {
             return Err(err(line_no, "a line before any [section] header"));
-        }
-        let Some(split) = trimmed.find(['=', ':']) else {
+        };
+        let Some(split) = value.find(['=', ':']) else {
+            if value.starts_with('[') {
+                return Err(err(
+                    line_no,
+                    "a section header needs a name and a closing ']'",
+                ));
+            }
             return Err(err(line_no, "expected `key = value`"));
         };
-        let key = trimmed[..split].trim().to_lowercase();
+        let key = value[..split].trim_end_matches(is_space).to_lowercase();
         if key.is_empty() {
             return Err(err(line_no, "a value without a key"));
         }
-        let value = trimmed[split + 1..].trim().to_owned();
-        if section_keys.contains(&key) {
+        if !seen_keys.insert((name, key.clone())) {
             return Err(err(
                 line_no,
                 &format!("key `{key}` appears twice in its section"),
             ));
         }
-        section_keys.push(key.clone());
-        match section.as_deref() {
-            Some("opik") => {
-                opik.insert(key.clone(), (value, line_no));
-            }
-            Some("DEFAULT") => {
-                defaults.insert(key.clone(), (value, line_no));
-            }
-            _ => {}
-        }
+        let entry = (strip(&value[split + 1..]).to_owned(), line_no);
+        match name {
+            "opik" => opik.insert(key.clone(), entry),
+            "DEFAULT" => defaults.insert(key.clone(), entry),
+            _ => None,
+        };
         last_key = Some(key);
     }
-    for (key, value) in defaults {
-        opik.entry(key).or_insert(value);
+    if !seen_sections.contains("opik") {
+        opik.clear();
+    } else {
+        for (key, value) in defaults {
+            opik.entry(key).or_insert(value);
+        }
+    }
+    for (value, _) in opik.values_mut() {
+        value.truncate(value.trim_end_matches(is_space).len());
     }
     Ok(FileValues {
         path: path.to_owned(),
         values: opik,
     })
+}
+
+/// Python's `str.isspace` (and its `re`'s `\s`): Rust's `char::is_whitespace` and the ASCII
+/// separators U+001C to U+001F.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `str.strip()`.
+fn strip(s: &str) -> &str {
+    s.trim_matches(is_space)
+}
+
+/// The lines as Python reads a file in text mode: `\n`, `\r\n` and a lone `\r` end a line.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.find(['\n', '\r']).unwrap_or(rest.len());
+        let line = &rest[..end];
+        let ending = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            usize::from(end < rest.len())
+        };
+        rest = &rest[end + ending..];
+        Some(line)
+    })
+}
+
+/// configparser's `\[(?P<header>.+)\]` matched at the start of a stripped line: the name runs
+/// to the last `]` and must not be empty; the rest of the line is ignored.
+fn section_header(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix('[')?;
+    let end = rest.rfind(']')?;
+    (end > 0).then(|| &rest[..end])
 }
 
 #[cfg(test)]
@@ -180,6 +252,50 @@ mod tests {
         assert_eq!(v.get("project_name").unwrap().0, "a\nb");
     }
 
+    fn all(text: &str) -> Vec<(String, String, usize)> {
+        let mut v: Vec<_> = p(text)
+            .unwrap()
+            .entries()
+            .map(|(k, v, l)| (k.to_owned(), v.to_owned(), l))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn kv(pairs: &[(&str, &str, usize)]) -> Vec<(String, String, usize)> {
+        pairs
+            .iter()
+            .map(|&(k, v, l)| (k.to_owned(), v.to_owned(), l))
+            .collect()
+    }
+
+    #[test]
+    fn read_as_python_reads_it() {
+        // Blank lines inside a continued value are kept, trailing ones dropped.
+        let text = "[opik]\nproject_name = a\n\n  b\n\n\nworkspace = w\n";
+        assert_eq!(
+            all(text),
+            kv(&[("project_name", "a\n\nb", 2), ("workspace", "w", 7)])
+        );
+        // A line continues a value only when indented more than the key's line.
+        let text = "  [opik]\n  url_override = http://a/\n  api_key = k\n    more\n";
+        assert_eq!(
+            all(text),
+            kv(&[("api_key", "k\nmore", 3), ("url_override", "http://a/", 2)])
+        );
+        // Lone CRs end lines; text after a header's last `]` is ignored; `%` is literal;
+        // `[DEFAULT]` may repeat and only fills in an existing `[opik]`.
+        let text = "[DEFAULT]\rworkspace=50%\r[opik] x\r[DEFAULT]\rapi_key : k\r";
+        assert_eq!(
+            all(text),
+            kv(&[("api_key", "k", 5), ("workspace", "50%", 2)])
+        );
+        assert_eq!(all("[DEFAULT]\nworkspace = w\n"), kv(&[]));
+        // `[k = v` is a key `[k`; a comment inside a value is skipped.
+        let text = "[opik]\n[k = v\nworkspace = a\n  # c\n  b\n";
+        assert_eq!(all(text), kv(&[("[k", "v", 2), ("workspace", "a\nb", 3)]));
+    }
+
     #[test]
     fn malformed_files_name_the_line() {
         let cases = [
@@ -189,6 +305,9 @@ mod tests {
             ("[opik]\na = 1\nA = 2\n", 3),
             ("[opik]\n[opik]\n", 2),
             ("[opik]\n = value\n", 2),
+            ("[opik]\n    a = 1\n  b\n", 3),
+            ("\u{feff}[opik]\n", 1),
+            ("[opik]\n[]\n", 2),
         ];
         for (text, line) in cases {
             match p(text) {
