@@ -442,6 +442,7 @@ impl SpanStoreBuilder {
             retry: limits.retry.clone(),
             spool: spool.clone(),
             from_spool: false,
+            refused_by_spool: None,
         };
         let replay = spool.as_ref().map(|spool| {
             let (drains_tx, drains_rx) = mpsc::unbounded_channel();

@@ -39,6 +39,9 @@ pub(crate) struct Sender {
     /// Sends batches read back from the spool: deliveries count as replayed, losses as
     /// dropped from the spool (they were counted as spooled when written).
     pub(crate) from_spool: bool,
+    /// Set on the sender that retries in memory a batch the spool could not take: why,
+    /// for the count if the retries run out too.
+    pub(crate) refused_by_spool: Option<LossReason>,
 }
 
 /// The records of a batch not yet accounted for: counted as lost to a stopped runtime if
@@ -200,7 +203,20 @@ impl Sender {
                 }
                 Err(ExportError::Retryable { reason, .. }) => {
                     let why = format!("given up after retries: {reason}");
-                    self.give_up(LossReason::RetriesExhausted, &batch, why, &mut unresolved);
+                    match self.refused_by_spool {
+                        Some(refused) => {
+                            let why = format!("{why} (the spool could not take it: {refused})");
+                            if !self.from_spool {
+                                self.counters.spool_refused(refused, batch.ids(), || why);
+                            } else {
+                                self.lose(refused, batch.ids(), why);
+                            }
+                            unresolved.records -= n;
+                        }
+                        None => {
+                            self.give_up(LossReason::RetriesExhausted, &batch, why, &mut unresolved)
+                        }
+                    }
                 }
             }
         }
@@ -292,8 +308,31 @@ impl Sender {
             // The write panicked (never expected): `unresolved` counts the batch as lost.
             Err(_) => return,
         };
-        self.count_spooled(&batch, written);
+        let refused = match &written {
+            Err(WriteError::Full) => LossReason::SpoolFull,
+            Err(WriteError::Io(_)) => LossReason::SpoolUnwritable,
+            Ok(()) => {
+                self.count_spooled(&batch, written);
+                unresolved.records -= n;
+                return;
+            }
+        };
+        if self.spool.as_ref().is_some_and(|s| s.is_abandoned()) {
+            // A shutdown out of time: no time left to retry.
+            self.count_spooled(&batch, written);
+            unresolved.records -= n;
+            return;
+        }
+        // The spool cannot take it (full, a disk error): never worse than no spool, the
+        // batch is retried in memory as the policy allows.
+        let fallback = Sender {
+            spool: None,
+            refused_by_spool: Some(refused),
+            ..self.clone()
+        };
+        let outcome = fallback.attempt(&batch).await;
         unresolved.records -= n;
+        Box::pin(fallback.resolve(batch, outcome)).await;
     }
 
     /// Counts `batch` as spooled, or, when the write failed, as lost.

@@ -509,6 +509,13 @@ impl Counters {
         sub(&self.spool_records, records);
     }
 
+    /// The spool's directory is gone: nothing is on disk (reservations in flight are
+    /// given back with saturation).
+    pub(crate) fn spool_reset(&self) {
+        self.spool_bytes.store(0, Ordering::Relaxed);
+        self.spool_records.store(0, Ordering::Relaxed);
+    }
+
     /// `ids` never reached the spool (full, or not writable): failed, and counted as
     /// dropped by the spool.
     pub(crate) fn spool_refused(

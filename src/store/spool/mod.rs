@@ -84,33 +84,7 @@ impl Spool {
             dir: dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(fail)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(".lock"))
-            .map_err(fail)?;
-        let lock = match lock.try_lock() {
-            Ok(()) => Some(lock),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(fail(std::io::Error::new(
-                    std::io::ErrorKind::ResourceBusy,
-                    "in use by another span store (in this process or another): give each \
-                     store its own directory",
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                tracing::warn!(
-                    target: "tower_opik",
-                    dir = %dir.display(),
-                    error = %e,
-                    "the Opik spool directory cannot be locked (a file system without locks?): \
-                     make sure no other store uses it"
-                );
-                None
-            }
-        };
+        let lock = create_and_lock(dir).map_err(fail)?;
         let (mut bytes, mut records, mut torn) = (0u64, 0u64, 0usize);
         for entry in std::fs::read_dir(dir).map_err(fail)? {
             let entry = entry.map_err(fail)?;
@@ -179,14 +153,26 @@ impl Spool {
         }
         let name = FileName::for_batch(batch).name();
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
-        let written = (|| {
+        let write = || {
             let mut file = File::create(&tmp)?;
             file.write_all(body)?;
             file.sync_all()?;
             drop(file);
             std::fs::rename(&tmp, self.dir.join(&name))?;
             sync_dir(&self.dir)
-        })();
+        };
+        let written = match write() {
+            // The directory was removed under us (a tmp cleaner, a remount): made again,
+            // and locked again, once.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.recreate().and_then(|()| {
+                    // The gauges were reset with the directory: this write's room again.
+                    self.counters.reserve_spool_bytes(size, self.max_bytes);
+                    write()
+                })
+            }
+            other => other,
+        };
         match written {
             Ok(()) => {
                 self.counters.spool_holds(batch.len() as u64, size, true);
@@ -213,8 +199,15 @@ impl Spool {
 
     /// The complete files now, oldest first (blocking).
     pub(crate) fn list(&self) -> Vec<Listed> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    // Removed under us: nothing is on disk any more.
+                    self.counters.spool_reset();
+                }
+                return Vec::new();
+            }
         };
         let undeletable = self.undeletable.lock().unwrap_or_else(|p| p.into_inner());
         let mut files: Vec<Listed> = entries
@@ -311,6 +304,26 @@ impl Spool {
         self.counters.spool_released(file.name.records, file.bytes);
     }
 
+    /// Makes the directory again after it was removed, and takes its lock again (refused
+    /// when another store has taken the new one meanwhile).
+    fn recreate(&self) -> std::io::Result<()> {
+        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            // Unlocked: the store has shut down (or the file system has no locks).
+            std::fs::create_dir_all(&self.dir)?;
+            return Ok(());
+        }
+        let lock = create_and_lock(&self.dir)?;
+        self.counters.spool_reset();
+        tracing::warn!(
+            target: "tower_opik",
+            dir = %self.dir.display(),
+            "the Opik spool directory was removed while in use: made again (what it held is lost)"
+        );
+        *held = lock;
+        Ok(())
+    }
+
     /// Lets another store open the directory (the store has shut down).
     pub(crate) fn unlock(&self) {
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -346,6 +359,35 @@ impl Spool {
     /// Resolves when a file is written (or was since the last call).
     pub(crate) async fn written(&self) {
         self.written.notified().await;
+    }
+}
+
+/// Creates `dir` if missing and takes its lock: `ResourceBusy` when another store holds it,
+/// `None` (with a warning) on a file system without locks.
+fn create_and_lock(dir: &Path) -> std::io::Result<Option<File>> {
+    std::fs::create_dir_all(dir)?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(
+            std::io::ErrorKind::ResourceBusy,
+            "in use by another span store (in this process or another): give each store \
+             its own directory",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(
+                target: "tower_opik",
+                dir = %dir.display(),
+                error = %e,
+                "the Opik spool directory cannot be locked (a file system without locks?): \
+                 make sure no other store uses it"
+            );
+            Ok(None)
+        }
     }
 }
 
