@@ -417,3 +417,72 @@ fn the_api_key_never_shows() {
     );
     assert!(!shown.contains("CANARY"), "{shown}");
 }
+
+/// tower-opik's own settings (`sample_rate`, `spool_dir`, `spool_max_bytes`) live in a
+/// `[tower_opik]` section: in `[opik]` they make the official Python SDK refuse the whole
+/// file, which a test here shows with the SDK itself.
+#[test]
+fn tower_opik_settings_live_in_their_own_section_which_the_python_sdk_accepts() {
+    let good = TempFile::new(
+        "[opik]\nworkspace = team\n[tower_opik]\nsample_rate = 0.25\nspool_dir = ~/spool\n\
+         spool_max_bytes = 2 GiB\n",
+    );
+    let config = OpikConfig::builder()
+        .config_file(&good.path)
+        .environment([("HOME", "/home/me")])
+        .build()
+        .unwrap();
+    assert_eq!(config.workspace(), "team");
+    assert_eq!(config.sample_rate(), 0.25);
+    assert_eq!(
+        config.spool_dir(),
+        Some(std::path::Path::new("/home/me/spool"))
+    );
+    assert_eq!(config.spool_max_bytes(), Some(2 << 30));
+    for (text, line) in [
+        ("[opik]\nworkspace = w\nsample_rate = 0.5\n", 3),
+        ("[opik]\nSPOOL_DIR = /x\n", 2),
+        ("[DEFAULT]\nspool_max_bytes = 1\n[opik]\n", 2),
+    ] {
+        let bad = TempFile::new(text);
+        let err = OpikConfig::builder()
+            .config_file(&bad.path)
+            .ignore_environment()
+            .build()
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, ConfigError::Syntax { line: l, .. } if l == line)
+                && message.contains("[tower_opik]")
+                && message.contains("Python SDK refuse"),
+            "{text:?}: {message}"
+        );
+    }
+
+    // The official SDK reads the good file, and refuses a key of ours in `[opik]`.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let python = tower_opik::testing::python_sdk(&target)
+        .unwrap_or_else(|e| panic!("this test needs the official SDK: {e}"));
+    let sdk_reads = |path: &std::path::Path| {
+        let out = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import opik.config as c; print(c.OpikConfig().workspace)",
+            ])
+            .env("OPIK_CONFIG_PATH", path)
+            .env_remove("OPIK_WORKSPACE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    assert_eq!(sdk_reads(&good.path), (true, "team".to_owned()));
+    let ours_in_opik = TempFile::new("[opik]\nworkspace = w\nsample_rate = 0.5\n");
+    let (ok, output) = sdk_reads(&ours_in_opik.path);
+    assert!(!ok && output.contains("sample_rate"), "{output}");
+}

@@ -23,6 +23,7 @@ use serde_json::Value;
 mod error {
     pub(crate) use tower_opik::config::{ConfigError, ValueSource};
 }
+#[allow(dead_code)] // `[tower_opik]` values are compared by tests/config.rs
 #[path = "../src/config/file.rs"]
 mod file;
 
@@ -53,8 +54,31 @@ def first_bad_line(path):
             return n
     return None
 
+# tower-opik's own keys: the SDK's OpikConfig (pydantic, extra inputs forbidden) refuses
+# them in [opik] (where [DEFAULT]'s keys land too), so the reader refuses them there, at
+# their line, unless configparser fails on an earlier line.
+OURS = {"sample_rate", "spool_dir", "spool_max_bytes"}
+
+def misplaced_line(path):
+    with open(path) as f:
+        lines = f.readlines()
+    for n in range(1, len(lines) + 1):
+        config = configparser.ConfigParser(interpolation=None)
+        try:
+            config.read_file(lines[:n], path)
+        except Exception:
+            return None
+        raw = set(config._sections.get("opik", {})) | set(config._defaults)
+        if raw & OURS:
+            return n
+    return None
+
 out = []
 for path in json.load(open(sys.argv[1])):
+    misplaced = misplaced_line(path)
+    if misplaced is not None:
+        out.append({"error": "a tower-opik key in [opik] or [DEFAULT]", "line": misplaced})
+        continue
     try:
         out.append({"ok": sdk_read(path)})
     except Exception as e:

@@ -205,9 +205,13 @@ fn the_rate_comes_from_opik_sample_rate_and_a_bad_one_is_an_error() {
         .build()
         .unwrap();
     assert_eq!(unset.sample_rate(), 1.0);
-    // The config file's `sample_rate`, as `~/.opik.config` holds it.
+    // The config file's `sample_rate`, in its `[tower_opik]` section (see tests/config.rs).
     let path = std::env::temp_dir().join(format!("opik-sampling-{}.config", std::process::id()));
-    std::fs::write(&path, "[opik]\nsample_rate = 0.5\n").unwrap();
+    std::fs::write(
+        &path,
+        "[opik]\nworkspace = w\n[tower_opik]\nsample_rate = 0.5\n",
+    )
+    .unwrap();
     let from_file = OpikConfig::builder()
         .config_file(&path)
         .environment([("OPIK_WORKSPACE", "default")])

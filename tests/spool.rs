@@ -670,7 +670,7 @@ fn the_spool_comes_from_opik_spool_dir_and_a_bad_size_is_an_error() {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         file.path(),
-        "[opik]\nspool_dir = /data/opik-spool\nspool_max_bytes = 2 GiB\n",
+        "[opik]\nworkspace = w\n[tower_opik]\nspool_dir = /data/opik-spool\nspool_max_bytes = 2 GiB\n",
     )
     .unwrap();
     let from_file = OpikConfig::builder()

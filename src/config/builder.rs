@@ -116,7 +116,7 @@ impl OpikConfigBuilder {
     }
 
     /// The share of traces recorded, 0.0 to 1.0, over `OPIK_SAMPLE_RATE` and the config
-    /// file's `sample_rate` (see [`OpikConfig::sample_rate`]). A value outside is an error at
+    /// file's `[tower_opik]` `sample_rate` (see [`OpikConfig::sample_rate`]). A value outside is an error at
     /// [`build`](Self::build).
     ///
     /// ```
@@ -129,7 +129,8 @@ impl OpikConfigBuilder {
         self
     }
 
-    /// The spool directory, over `OPIK_SPOOL_DIR` and the config file's `spool_dir` (see
+    /// The spool directory, over `OPIK_SPOOL_DIR` and the config file's `[tower_opik]`
+    /// `spool_dir` (see
     /// [`OpikConfig::spool_dir`]).
     ///
     /// ```
@@ -142,7 +143,7 @@ impl OpikConfigBuilder {
     }
 
     /// The spool's bound in bytes, over `OPIK_SPOOL_MAX_BYTES` and the config file's
-    /// `spool_max_bytes` (see [`OpikConfig::spool_max_bytes`]).
+    /// `[tower_opik]` `spool_max_bytes` (see [`OpikConfig::spool_max_bytes`]).
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::builder().spool_max_bytes(1 << 20).no_config_file().build().unwrap();
@@ -262,6 +263,14 @@ impl OpikConfigBuilder {
                         .map(|(v, s)| (v.to_owned(), s))
                 })
         };
+        // tower-opik's own settings: the environment, then the file's `[tower_opik]`.
+        let pick_ours = |env: &'static str, key: &str| {
+            self.env(env).or_else(|| {
+                file.as_ref()
+                    .and_then(|f| f.get_ours(key))
+                    .map(|(v, s)| (v.to_owned(), s))
+            })
+        };
         let api_key = self
             .api_key
             .clone()
@@ -301,14 +310,14 @@ impl OpikConfigBuilder {
         };
         let sample_rate = match self.sample_rate {
             Some(rate) => parse_rate(&rate.to_string(), ValueSource::Code)?,
-            None => match pick(&None, "OPIK_SAMPLE_RATE", "sample_rate") {
+            None => match pick_ours("OPIK_SAMPLE_RATE", "sample_rate") {
                 Some((v, source)) => parse_rate(&v, source)?,
                 None => 1.0,
             },
         };
         let spool_dir = match &self.spool_dir {
             Some(dir) => Some(dir.clone()),
-            None => match pick(&None, "OPIK_SPOOL_DIR", "spool_dir") {
+            None => match pick_ours("OPIK_SPOOL_DIR", "spool_dir") {
                 Some((dir, source)) if dir.trim().is_empty() => {
                     return Err(ConfigError::Blank {
                         field: "spool directory",
@@ -321,7 +330,7 @@ impl OpikConfigBuilder {
         };
         let spool_max_bytes = match self.spool_max_bytes {
             Some(bytes) => Some(bytes),
-            None => match pick(&None, "OPIK_SPOOL_MAX_BYTES", "spool_max_bytes") {
+            None => match pick_ours("OPIK_SPOOL_MAX_BYTES", "spool_max_bytes") {
                 Some((v, source)) => Some(parse_byte_size(&v, source)?),
                 None => None,
             },

@@ -9,18 +9,41 @@ use super::error::{ConfigError, ValueSource};
 /// The longest config file read (a real one is a few hundred bytes).
 const MAX_FILE_LEN: u64 = 1 << 20;
 
-/// The `[opik]` values of a config file, each with its line.
+/// The section of tower-opik's own settings. Not `[opik]`: Opik's Python SDK refuses a file
+/// whose `[opik]` section has a key it does not know (its `OpikConfig` is a pydantic
+/// settings class that forbids extra inputs; checked with opik 2.2.122), and ignores other
+/// sections.
+pub(crate) const OURS: &str = "tower_opik";
+
+/// Keys of ours, refused in `[opik]` (and `[DEFAULT]`, which Python reads into `[opik]`)
+/// for that reason.
+const OUR_KEYS: [&str; 3] = ["sample_rate", "spool_dir", "spool_max_bytes"];
+
+/// The `[opik]` values of a config file, and the `[tower_opik]` ones, each with its line.
 #[derive(Debug, Default)]
 pub(crate) struct FileValues {
     pub(crate) path: PathBuf,
     values: HashMap<String, (String, usize)>,
+    ours: HashMap<String, (String, usize)>,
 }
 
 impl FileValues {
     /// A value of the `[opik]` section (or `[DEFAULT]`), blank ones counting as unset.
     pub(crate) fn get(&self, key: &str) -> Option<(&str, ValueSource)> {
-        self.values
-            .get(key)
+        self.lookup(&self.values, key)
+    }
+
+    /// A value of the `[tower_opik]` section, blank ones counting as unset.
+    pub(crate) fn get_ours(&self, key: &str) -> Option<(&str, ValueSource)> {
+        self.lookup(&self.ours, key)
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        map: &'a HashMap<String, (String, usize)>,
+        key: &str,
+    ) -> Option<(&'a str, ValueSource)> {
+        map.get(key)
             .filter(|(v, _)| !v.trim().is_empty())
             .map(|(v, line)| {
                 (
@@ -92,6 +115,7 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> 
         message: message.to_owned(),
     };
     let mut opik: HashMap<String, (String, usize)> = HashMap::new();
+    let mut ours: HashMap<String, (String, usize)> = HashMap::new();
     let mut defaults: HashMap<String, (String, usize)> = HashMap::new();
     let mut seen_sections: HashSet<&str> = HashSet::new();
     let mut seen_keys: HashSet<(&str, String)> = HashSet::new();
@@ -108,6 +132,7 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> 
         let target = match section {
             Some("opik") => Some(&mut opik),
             Some("DEFAULT") => Some(&mut defaults),
+            Some(OURS) => Some(&mut ours),
             _ => None,
         };
         let current = last_key
@@ -160,10 +185,21 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> 
                 &format!("key `{key}` appears twice in its section"),
             ));
         }
+        if matches!(name, "opik" | "DEFAULT") && OUR_KEYS.contains(&key.as_str()) {
+            return Err(err(
+                line_no,
+                &format!(
+                    "`{key}` is tower-opik's, not the Opik SDK's: in [opik] it makes Opik's \
+                     Python SDK refuse this file (it forbids keys it does not know); put it \
+                     under a [{OURS}] section"
+                ),
+            ));
+        }
         let entry = (strip(&value[split + 1..]).to_owned(), line_no);
         match name {
             "opik" => opik.insert(key.clone(), entry),
             "DEFAULT" => defaults.insert(key.clone(), entry),
+            OURS => ours.insert(key.clone(), entry),
             _ => None,
         };
         last_key = Some(key);
@@ -175,12 +211,13 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> 
             opik.entry(key).or_insert(value);
         }
     }
-    for (value, _) in opik.values_mut() {
+    for (value, _) in opik.values_mut().chain(ours.values_mut()) {
         value.truncate(value.trim_end_matches(is_space).len());
     }
     Ok(FileValues {
         path: path.to_owned(),
         values: opik,
+        ours,
     })
 }
 

@@ -200,8 +200,8 @@ impl OpikConfig {
     }
 
     /// The share of traces recorded, 0.0 (none) to 1.0 (all, the default): from the
-    /// builder, `OPIK_SAMPLE_RATE`, or the config file's `sample_rate`. The decision is a
-    /// function of the trace id (see [`SpanStore`](crate::SpanStore)'s sampling), so every
+    /// builder, `OPIK_SAMPLE_RATE`, or the config file's `[tower_opik]` `sample_rate`. The
+    /// decision is a function of the trace id (see [`SpanStore`](crate::SpanStore)'s sampling), so every
     /// service with the same rate keeps the same traces.
     ///
     /// ```
@@ -213,8 +213,9 @@ impl OpikConfig {
 
     /// The directory batches are spooled to while Opik cannot take them (see
     /// [`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir)): from the
-    /// builder, `OPIK_SPOOL_DIR`, or the config file's `spool_dir` (a leading `~/` is the
-    /// home directory). `None` (the default): no spool.
+    /// builder, `OPIK_SPOOL_DIR`, or the config file's `[tower_opik]` `spool_dir` (a leading
+    /// `~/` is the home directory, in the variable and the file alike). `None` (the
+    /// default): no spool.
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::builder()
@@ -229,8 +230,8 @@ impl OpikConfig {
     }
 
     /// The spool's bound in bytes, when set: from the builder, `OPIK_SPOOL_MAX_BYTES` or the
-    /// config file's `spool_max_bytes` (`1073741824`, `512 MiB`, `2GB`; parsed by the
-    /// `bytesize` crate). `None`: the store's default, 1 GiB.
+    /// config file's `[tower_opik]` `spool_max_bytes` (`1073741824`, `512 MiB`, `2GB`; parsed
+    /// by the `bytesize` crate). `None`: the store's default, 1 GiB.
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::builder()
