@@ -324,7 +324,14 @@ impl OpikConfigBuilder {
                         source,
                     });
                 }
-                Some((dir, _)) => Some(expand_home(dir.trim(), self.home().as_deref())),
+                // `~` is the user's home even with the environment ignored (a literal `~`
+                // directory in the working directory helps nobody).
+                Some((dir, _)) => {
+                    let home = self
+                        .home()
+                        .or_else(|| std::env::var_os("HOME").map(PathBuf::from));
+                    Some(expand_home(dir.trim(), home.as_deref()))
+                }
                 None => None,
             },
         };
