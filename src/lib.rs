@@ -37,13 +37,13 @@ mod transport;
 mod warn;
 
 pub use config::OpikConfig;
-pub use context::{OpikFutureExt, OpikStreamExt, current_span, spawn};
+pub use context::{OpikFutureExt, OpikStreamExt, current_span, spawn, update_current_trace};
 pub use error::Error;
 pub use headers::DistributedHeaders;
 pub use record::{ErrorInfo, SpanType, Usage};
 pub use scope::{DistributedScope, current_distributed_headers, inject_current};
 pub use server::OpikLayer;
-pub use span::{Span, TraceUpdate, update_current_trace};
+pub use span::{Span, TraceUpdate};
 pub use store::SpanStore;
 pub use time::Timestamp;
 #[cfg(feature = "macros")]

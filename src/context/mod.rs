@@ -54,6 +54,17 @@ pub fn current_span() -> Span {
         .unwrap_or_else(Span::detached)
 }
 
+/// Applies `update` to the trace of the current span ([`crate::current_span`]): Python's
+/// `opik_context.update_current_trace`. Returns `false` outside a span or when the trace is
+/// another service's (see [`Span::update_trace`]).
+///
+/// ```
+/// assert!(!tower_opik::update_current_trace(tower_opik::TraceUpdate::new().tag("x")));
+/// ```
+pub fn update_current_trace(update: crate::span::TraceUpdate) -> bool {
+    current_span().update_trace(update)
+}
+
 /// The span in the current-span slot, `None` when it is empty (which [`current_span`]
 /// cannot tell apart from a current [`Span::none`]: an untraced request).
 #[cfg_attr(not(feature = "macros"), allow(dead_code))]

@@ -22,7 +22,7 @@ mod setters;
 mod start;
 mod trace_update;
 
-pub use trace_update::{TraceUpdate, update_current_trace};
+pub use trace_update::TraceUpdate;
 
 /// Metadata key set on a span that was recorded because its last handle was dropped before
 /// [`Span::end`] was called.

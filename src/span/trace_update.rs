@@ -204,14 +204,3 @@ impl Span {
         }
     }
 }
-
-/// Applies `update` to the trace of the current span ([`crate::current_span`]): Python's
-/// `opik_context.update_current_trace`. Returns `false` outside a span or when the trace is
-/// another service's (see [`Span::update_trace`]).
-///
-/// ```
-/// assert!(!tower_opik::update_current_trace(tower_opik::TraceUpdate::new().tag("x")));
-/// ```
-pub fn update_current_trace(update: TraceUpdate) -> bool {
-    crate::context::current_span().update_trace(update)
-}
