@@ -8,11 +8,26 @@ use std::sync::Arc;
 use super::policy::HeaderPolicy;
 use super::request::RequestHead;
 use crate::classify::FailureClassifier;
+use crate::record::ErrorInfo;
+use crate::span::Span;
 use crate::store::SpanStore;
 
 pub(crate) type Rule = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 pub(crate) type Namer = dyn Fn(&RequestHead<'_>) -> Cow<'static, str> + Send + Sync;
 pub(crate) type Rate = dyn Fn(&RequestHead<'_>) -> f64 + Send + Sync;
+pub(crate) type OnRequest = dyn Fn(&RequestHead<'_>, &Span) + Send + Sync;
+pub(crate) type OnResponse = dyn Fn(&http::response::Parts, &Span) + Send + Sync;
+pub(crate) type OnFailure = dyn Fn(&ErrorInfo, &Span) + Send + Sync;
+
+/// The user's hooks ([`OpikLayer::on_request`](super::OpikLayer::on_request) and the
+/// others): `None` in the config when none is set, so a request without hooks pays
+/// nothing for them.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_request: Option<Arc<OnRequest>>,
+    pub(crate) on_response: Option<Arc<OnResponse>>,
+    pub(crate) on_failure: Option<Arc<OnFailure>>,
+}
 
 #[derive(Clone)]
 pub(crate) struct ServiceConfig {
@@ -24,4 +39,15 @@ pub(crate) struct ServiceConfig {
     pub(crate) trace_id_header: Option<http::HeaderName>,
     pub(crate) tracing_span: bool,
     pub(crate) sample_rate: Option<Arc<Rate>>,
+    pub(crate) hooks: Option<Arc<Hooks>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_request", &self.on_request.is_some())
+            .field("on_response", &self.on_response.is_some())
+            .field("on_failure", &self.on_failure.is_some())
+            .finish()
+    }
 }

@@ -87,6 +87,9 @@ where
                     bodyless = g.bodyless(response.status());
                 }
                 let (mut parts, body) = response.into_parts();
+                if let Some(g) = guard.as_ref() {
+                    g.response_hook(&parts);
+                }
                 if let Some(g) = guard.as_ref()
                     && let (Some(name), Some(trace)) = (&g.trace_id_header, g.span().trace_id())
                     && !parts.headers.contains_key(name)

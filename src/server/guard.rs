@@ -2,7 +2,11 @@
 //! inner error or when dropped before the response), the response body (at its end, on an
 //! error, or when dropped early).
 
+use std::sync::Arc;
+
 use http::HeaderMap;
+
+use super::config::Hooks;
 
 use crate::classify::FailureClassifier;
 use crate::record::ErrorInfo;
@@ -22,6 +26,8 @@ pub(crate) struct SpanGuard {
     pub(crate) trace_id_header: Option<http::HeaderName>,
     /// The `tracing` span carrying the ids for logs, when asked.
     pub(crate) log_span: Option<tracing::Span>,
+    /// The user's hooks, when any is set.
+    pub(crate) hooks: Option<Arc<Hooks>>,
 }
 
 /// Why a request ended without a normal end of response.
@@ -43,6 +49,7 @@ impl SpanGuard {
             failures,
             trace_id_header: None,
             log_span: None,
+            hooks: None,
         }
     }
 
@@ -113,14 +120,26 @@ impl SpanGuard {
         self.span.set_error(ErrorInfo::new(kind, error.to_string()));
     }
 
+    /// Runs the user's `on_response` hook with the response head.
+    pub(crate) fn response_hook(&self, parts: &http::response::Parts) {
+        if let Some(hook) = self.hooks.as_ref().and_then(|h| h.on_response.as_ref()) {
+            hook(parts, &self.span);
+        }
+    }
+
     /// Records a panic caught while polling the inner future or body, and ends the span.
     pub(crate) fn on_panic(self, payload: &(dyn std::any::Any + Send)) {
         crate::context::panic::record_caught(&self.span, payload);
-        self.span.end();
+        self.end();
     }
 
-    /// Ends the span now.
+    /// Ends the span now (the user's `on_failure` hook first, when it ends with an error).
     pub(crate) fn end(&self) {
+        if let Some(hook) = self.hooks.as_ref().and_then(|h| h.on_failure.as_ref())
+            && let Some(error) = self.span.error_info()
+        {
+            hook(&error, &self.span);
+        }
         self.span.end();
     }
 
@@ -140,7 +159,7 @@ impl SpanGuard {
         };
         self.span.set_metadata(crate::stream::CANCELLED_KEY, true);
         self.span.set_error(ErrorInfo::new(kind, message));
-        self.span.end();
+        self.end();
     }
 }
 

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use tower::Layer;
 
-use super::config::ServiceConfig;
+use super::config::{Hooks, ServiceConfig};
 use super::policy::HeaderPolicy;
 use super::request::RequestHead;
 use super::service::OpikService;
 use crate::classify::FailureClassifier;
+use crate::span::Span;
 use crate::store::SpanStore;
 
 /// Traces every request of an axum router or tonic server in Opik: reads the caller's
@@ -57,6 +58,7 @@ impl std::fmt::Debug for OpikLayer {
             .field("tracing_span", &self.shared.tracing_span)
             .field("sample_rate", &self.shared.store.sample_rate())
             .field("sample_rate_by", &self.shared.sample_rate.is_some())
+            .field("hooks", &self.shared.hooks)
             .finish()
     }
 }
@@ -85,6 +87,7 @@ impl OpikLayer {
                 trace_id_header: None,
                 tracing_span: false,
                 sample_rate: None,
+                hooks: None,
             }),
         }
     }
@@ -140,6 +143,76 @@ impl OpikLayer {
 }
 
 impl OpikLayer {
+    fn with_hooks(self, f: impl FnOnce(&mut Hooks)) -> Self {
+        self.with(|c| f(Arc::make_mut(c.hooks.get_or_insert_with(Default::default))))
+    }
+
+    /// Runs `hook` when a request's span opens, before your service is called, with the
+    /// request head and the span: record what your handlers should not have to (a tenant
+    /// header, a client version) as metadata or tags. Not called for requests not traced
+    /// ([`skip`](Self::skip), tracing off, an outer layer's request); called for a trace
+    /// sampled out (its span records nothing). Replaces an earlier `on_request`. Like
+    /// tower-http's `TraceLayer::on_request`.
+    ///
+    /// ```
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled())
+    ///     .on_request(|head, span| {
+    ///         if let Some(tenant) = head.headers().get("x-tenant").and_then(|v| v.to_str().ok()) {
+    ///             span.set_metadata("tenant", tenant);
+    ///         }
+    ///     });
+    /// ```
+    pub fn on_request(
+        self,
+        hook: impl Fn(&RequestHead<'_>, &Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.with_hooks(|h| h.on_request = Some(Arc::new(hook)))
+    }
+
+    /// Runs `hook` when the response head comes back from your service, with its parts
+    /// (status, headers) and the span, after the [`failure_classifier`](Self::failure_classifier)
+    /// has spoken: record a response header, or call [`Span::set_error`] to count as a
+    /// failure an answer the classifier lets pass (a 200 whose `x-degraded` header says
+    /// otherwise). Not called when your service fails or panics before answering.
+    /// Replaces an earlier `on_response`.
+    ///
+    /// ```
+    /// use tower_opik::ErrorInfo;
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled())
+    ///     .on_response(|parts, span| {
+    ///         if parts.headers.contains_key("x-degraded") {
+    ///             span.set_error(ErrorInfo::new("Degraded", "answered from the fallback model"));
+    ///         }
+    ///     });
+    /// ```
+    pub fn on_response(
+        self,
+        hook: impl Fn(&http::response::Parts, &Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.with_hooks(|h| h.on_response = Some(Arc::new(hook)))
+    }
+
+    /// Runs `hook` once when a request's span ends with an error (a failing status, a gRPC
+    /// error, an error from your service or its body, a panic, a cancelled request, or an
+    /// error your code set), with the error and the span, just before the span ends:
+    /// count it, log it, add metadata. Replaces an earlier `on_failure`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// static FAILED: AtomicU64 = AtomicU64::new(0);
+    /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled())
+    ///     .on_failure(|error, _span| {
+    ///         FAILED.fetch_add(1, Ordering::Relaxed);
+    ///         tracing::warn!(kind = %error.exception_type(), "request failed");
+    ///     });
+    /// ```
+    pub fn on_failure(
+        self,
+        hook: impl Fn(&crate::ErrorInfo, &Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.with_hooks(|h| h.on_failure = Some(Arc::new(hook)))
+    }
+
     /// What counts as a failed request, recorded as the request span's error: by default an
     /// HTTP status of 500 to 599 (`HttpServerError`) and, for gRPC, every status but `OK`
     /// (`GrpcStatus<Code>` with the `grpc-message`). Another failing HTTP status is
@@ -223,5 +296,19 @@ impl<S> Layer<S> for OpikLayer {
 
     fn layer(&self, inner: S) -> OpikService<S> {
         OpikService::new(inner, self.shared.clone())
+    }
+}
+
+/// Defined here, not in `service.rs`: the layer builds services, never the reverse.
+impl<S> OpikService<S> {
+    /// The layer that makes this service, recording into `store`: the same as
+    /// [`OpikLayer::new`], as tower-http's `Trace::layer`.
+    ///
+    /// ```
+    /// let layer = tower_opik::server::OpikService::<()>::layer(tower_opik::SpanStore::disabled());
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(store: SpanStore) -> OpikLayer {
+        OpikLayer::new(store)
     }
 }

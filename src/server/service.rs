@@ -62,6 +62,29 @@ impl<S> OpikService<S> {
         &self.inner
     }
 
+    /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// let mut svc = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()).layer(41);
+    /// *svc.get_mut() += 1;
+    /// assert_eq!(*svc.get_ref(), 42);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// let svc = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled()).layer("inner");
+    /// assert_eq!(svc.into_inner(), "inner");
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// Opens the span of `request` (or none, when tracing is off or the request skipped).
     fn open_span<B>(&self, request: &mut Request<B>) -> Option<SpanGuard> {
         let config = &*self.config;
@@ -108,12 +131,16 @@ impl<S> OpikService<S> {
             r.grpc = grpc;
             r.name_from_route = name_from_route;
         });
+        if let Some(on_request) = config.hooks.as_ref().and_then(|h| h.on_request.as_ref()) {
+            on_request(&head, &span);
+        }
         if let Some(remote) = extracted.headers {
             request.extensions_mut().insert(remote);
         }
         request.extensions_mut().insert(span.clone());
         let mut guard = SpanGuard::new(span, grpc, is_head, config.failures);
         guard.trace_id_header = config.trace_id_header.clone();
+        guard.hooks = config.hooks.clone();
         if config.tracing_span
             && let (Some(trace), Some(id)) = (guard.span().trace_id(), guard.span().id())
         {

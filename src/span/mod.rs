@@ -360,6 +360,13 @@ impl Span {
     }
 
     /// Runs `f` on the open record; does nothing once the span has ended.
+    /// The error recorded on the span so far (`None` once ended, or without one).
+    pub(crate) fn error_info(&self) -> Option<ErrorInfo> {
+        let mut error = None;
+        self.update(|r| error = r.error_info.clone());
+        error
+    }
+
     fn update(&self, f: impl FnOnce(&mut SpanRecord)) {
         if let Some(inner) = &self.inner
             && let Some(record) = inner.lock().record.as_mut()
