@@ -216,10 +216,10 @@ fn request_spans(n: usize, seed: u64) -> Vec<SpanRecord> {
                 target.to_owned()
             };
             let status = if rng.u8(..50) == 0 { 500 } else { 200 };
-            r.metadata.insert("http.method", method);
+            r.metadata.insert("http.request.method", method);
             r.metadata.insert("http.route", route);
             r.metadata.insert("http.target", target);
-            r.metadata.insert("http.status_code", status);
+            r.metadata.insert("http.response.status_code", status);
             r
         })
         .collect()

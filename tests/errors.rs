@@ -210,7 +210,7 @@ async fn the_error_the_handler_recorded_wins_over_the_generic_500() {
         request["error_info"]["traceback"],
         "the LLM call failed\ncaused by: the upstream model timed out"
     );
-    assert_eq!(request["metadata"]["http.status_code"], 500);
+    assert_eq!(request["metadata"]["http.response.status_code"], 500);
     let llm = by("llm");
     assert_eq!(llm["error_info"]["message"], "the LLM call failed");
     assert!(llm["metadata"].get("tower_opik.unfinished").is_none());

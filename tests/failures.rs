@@ -92,7 +92,7 @@ async fn a_grpc_code_named_a_success_is_no_error_on_either_side() {
         .collect();
     assert_eq!((servers.len(), clients.len()), (2, 2), "{spans:#?}");
     for s in servers.iter().chain(&clients) {
-        assert_eq!(s["metadata"]["grpc.status_code"], 5, "{s:#}");
+        assert_eq!(s["metadata"]["rpc.grpc.status_code"], 5, "{s:#}");
     }
     let by_project = |project: &str| {
         servers
@@ -229,7 +229,7 @@ async fn a_grpc_status_trailer_on_an_answer_that_is_not_grpc_is_ignored() {
     let span = common::span_named(&opik, "/pkg.Svc/Call");
     assert_eq!(error_type(&span), None, "{span:#}");
     assert!(
-        span["metadata"].get("grpc.status_code").is_none(),
+        span["metadata"].get("rpc.grpc.status_code").is_none(),
         "{span:#}"
     );
 }

@@ -155,7 +155,7 @@ async fn a_server_streaming_rpc_opens_child_spans_while_it_streams() {
         .iter()
         .find(|s| s["name"] == "/test.Tokens/Generate")
         .unwrap();
-    assert_eq!(request["metadata"]["grpc.status_code"], 0);
+    assert_eq!(request["metadata"]["rpc.grpc.status_code"], 0);
     assert!(request.get("error_info").is_none());
     for i in 0..3 {
         let token = spans
@@ -231,8 +231,8 @@ async fn grpc_client_spans_read_the_status_and_are_named_after_the_method() {
         .iter()
         .find(|c| c["name"] == "test.Tokens/Generate")
         .unwrap();
-    assert_eq!(streamed["metadata"]["http.status_code"], 200);
-    assert_eq!(streamed["metadata"]["grpc.status_code"], 5);
+    assert_eq!(streamed["metadata"]["http.response.status_code"], 200);
+    assert_eq!(streamed["metadata"]["rpc.grpc.status_code"], 5);
     assert_eq!(streamed["metadata"]["rpc.method"], "Generate");
     assert_eq!(
         streamed["error_info"]["exception_type"],
@@ -251,12 +251,12 @@ async fn grpc_client_spans_read_the_status_and_are_named_after_the_method() {
     }
     let ok = clients
         .iter()
-        .find(|c| c["metadata"]["grpc.status_code"] == 0)
+        .find(|c| c["metadata"]["rpc.grpc.status_code"] == 0)
         .unwrap();
     assert!(ok.get("error_info").is_none(), "{ok:#}");
     let failed = clients
         .iter()
-        .find(|c| c["metadata"]["grpc.status_code"] == 5)
+        .find(|c| c["metadata"]["rpc.grpc.status_code"] == 5)
         .unwrap();
     assert_eq!(failed["error_info"]["exception_type"], "GrpcStatusNotFound");
     assert_eq!(failed["error_info"]["message"], "service not registered");

@@ -245,7 +245,7 @@ async fn a_trace_update_three_calls_deep_reaches_the_trace_record_once() {
         trace["metadata"]["http.route"], "mine",
         "an update wins over the request's"
     );
-    assert_eq!(trace["metadata"]["http.method"], "POST");
+    assert_eq!(trace["metadata"]["http.request.method"], "POST");
     assert_eq!(
         trace["tags"],
         serde_json::json!(["http", "deep", "escalated"])

@@ -105,9 +105,9 @@ async fn a_request_becomes_a_trace_with_the_handler_spans_nested() {
     assert_eq!(llm["parent_span_id"], request["id"]);
     assert_eq!(llm["trace_id"], request["trace_id"]);
     assert!(request.get("parent_span_id").is_none());
-    assert_eq!(request["metadata"]["http.method"], "POST");
+    assert_eq!(request["metadata"]["http.request.method"], "POST");
     assert_eq!(request["metadata"]["http.route"], "/generate_response");
-    assert_eq!(request["metadata"]["http.status_code"], 200);
+    assert_eq!(request["metadata"]["http.response.status_code"], 200);
     assert_eq!(request["input"], json!({"prompt": "hi"}));
     let trace = opik
         .trace(request["trace_id"].as_str().unwrap())
@@ -418,8 +418,14 @@ async fn bodies_end_the_span_exactly_once_however_they_end() {
         s.clone()
     };
     ok("GET /stream");
-    assert_eq!(ok("HEAD /users/{id}")["metadata"]["http.status_code"], 200);
-    assert_eq!(ok("GET /empty")["metadata"]["http.status_code"], 204);
+    assert_eq!(
+        ok("HEAD /users/{id}")["metadata"]["http.response.status_code"],
+        200
+    );
+    assert_eq!(
+        ok("GET /empty")["metadata"]["http.response.status_code"],
+        204
+    );
     let failed = span_named(&spans, "GET /fail");
     assert_eq!(failed["error_info"]["exception_type"], "HttpServerError");
     let endless = span_named(&spans, "GET /endless");
@@ -429,7 +435,7 @@ async fn bodies_end_the_span_exactly_once_however_they_end() {
     );
     let hang = span_named(&spans, "GET /hang");
     assert_eq!(hang["error_info"]["exception_type"], "Cancelled");
-    assert!(hang["metadata"].get("http.status_code").is_none());
+    assert!(hang["metadata"].get("http.response.status_code").is_none());
 }
 
 #[tokio::test]
@@ -478,12 +484,12 @@ async fn handler_choices_win_over_the_layer_s_defaults_in_span_and_trace() {
     for records in [&spans, &traces] {
         let custom = span_named(records, "custom name");
         assert_eq!(custom["metadata"]["http.route"], "my own route");
-        assert_eq!(custom["metadata"]["http.method"], "GET");
-        assert_eq!(custom["metadata"]["http.status_code"], 200);
+        assert_eq!(custom["metadata"]["http.request.method"], "GET");
+        assert_eq!(custom["metadata"]["http.response.status_code"], 200);
         let plain = span_named(records, "POST /plain/{id}");
         assert_eq!(plain["metadata"]["http.route"], "/plain/{id}");
-        assert_eq!(plain["metadata"]["http.method"], "POST");
-        assert_eq!(plain["metadata"]["http.status_code"], 201);
+        assert_eq!(plain["metadata"]["http.request.method"], "POST");
+        assert_eq!(plain["metadata"]["http.response.status_code"], 201);
         assert!(plain["metadata"].get("rpc.system").is_none());
     }
 }

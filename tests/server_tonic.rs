@@ -53,10 +53,10 @@ async fn tonic_calls_are_traced_with_their_grpc_status() {
         assert_eq!(span["metadata"]["rpc.system"], "grpc");
     }
     // OK: grpc-status 0 arrives in the trailers.
-    assert_eq!(spans[0]["metadata"]["grpc.status_code"], 0);
+    assert_eq!(spans[0]["metadata"]["rpc.grpc.status_code"], 0);
     assert!(spans[0].get("error_info").is_none());
     // NotFound: a trailers-only answer, the status in the headers.
-    assert_eq!(spans[1]["metadata"]["grpc.status_code"], 5);
+    assert_eq!(spans[1]["metadata"]["rpc.grpc.status_code"], 5);
     assert_eq!(
         spans[1]["error_info"]["exception_type"],
         "GrpcStatusNotFound"
@@ -103,8 +103,8 @@ async fn an_error_status_in_the_trailers_is_recorded() {
     let spans = opik.spans();
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(spans[0]["name"], "/grpc.health.v1.Health/Check");
-    assert_eq!(spans[0]["metadata"]["http.status_code"], 200);
-    assert_eq!(spans[0]["metadata"]["grpc.status_code"], 13);
+    assert_eq!(spans[0]["metadata"]["http.response.status_code"], 200);
+    assert_eq!(spans[0]["metadata"]["rpc.grpc.status_code"], 13);
     assert_eq!(
         spans[0]["error_info"]["exception_type"],
         "GrpcStatusInternal"

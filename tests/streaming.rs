@@ -262,7 +262,7 @@ async fn a_body_that_delivered_its_content_length_ends_without_error() {
             span["metadata"].get("tower_opik.unfinished").is_none(),
             "{span:#}"
         );
-        assert_eq!(span["metadata"]["http.status_code"], 200);
+        assert_eq!(span["metadata"]["http.response.status_code"], 200);
         let trace = s.opik.trace(span["trace_id"].as_str().unwrap()).unwrap();
         assert!(trace.get("error_info").is_none(), "{trace:#}");
     }

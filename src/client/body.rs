@@ -12,7 +12,7 @@ use crate::record::ErrorInfo;
 pin_project! {
     /// The response body of an [`OpikClientService`](super::OpikClientService): the inner
     /// body, unchanged. For a gRPC call with a client span it reads the status from the
-    /// trailers (`grpc.status_code`; a non-OK status is the span's error) and ends the
+    /// trailers (`rpc.grpc.status_code`; a non-OK status is the span's error) and ends the
     /// span there, at the end of the body, or on a body error. Dropped before that (the
     /// caller stopped reading a stream), the span ends with `"tower_opik.cancelled": true`.
     /// Other calls' client spans end with the answer's head.

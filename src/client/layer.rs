@@ -40,7 +40,7 @@ super::options::client_options_builder!(OpikClientLayer);
 
 impl OpikClientLayer {
     /// The origin of the service this layer wraps (`http://10.0.0.7:50051`), used for the
-    /// allow-list, client span names and `http.url` when a request's URI carries no host.
+    /// allow-list, client span names and `url.full` when a request's URI carries no host.
     ///
     /// tonic's generated clients send URIs that are only a path (`/pkg.Service/Method`):
     /// the `Channel` adds its endpoint's origin below this layer. Without an origin and with

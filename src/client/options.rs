@@ -141,12 +141,12 @@ macro_rules! client_options_builder {
             /// name: a [`ClientSpanName`](crate::client::ClientSpanName) in the request's
             /// extensions, else `package.Service/Method` for gRPC (with `rpc.system`,
             /// `rpc.service`, `rpc.method`), else `METHOD host` (never the path, which holds
-            /// ids). Metadata: `http.method`, `http.url` (without the query),
-            /// `http.status_code`; a 5xx or a failed call is its error. An HTTP client span
-            /// ends when the response headers arrive (or the call fails): it measures the
+            /// ids). Metadata, under OpenTelemetry's stable names: `http.request.method`,
+            /// `url.full` (without the query), `http.response.status_code`; a 5xx or a
+            /// failed call is its error. An HTTP client span ends when the response headers arrive (or the call fails): it measures the
             /// time to the answer's head, not the download of its body. A gRPC client span
             /// through `OpikClientLayer` ends at the trailers, with their status
-            /// (`grpc.status_code`; non-OK is its error).
+            /// (`rpc.grpc.status_code`; non-OK is its error).
             ///
             /// ```
             #[doc = concat!("let x = tower_opik::client::", stringify!($ty), "::new().client_spans(true);")]
@@ -343,8 +343,8 @@ fn open_client_span(
         (None, None) => format!("{method} {}", uri.host().unwrap_or("-")).into(),
     };
     let span = current.child(name);
-    span.set_metadata("http.method", method.as_str());
-    span.set_metadata("http.url", url_without_query(uri));
+    span.set_metadata("http.request.method", method.as_str());
+    span.set_metadata("url.full", url_without_query(uri));
     if let Some((service, rpc_method)) = rpc {
         span.set_metadata("rpc.system", "grpc");
         span.set_metadata("rpc.service", service);
@@ -368,7 +368,7 @@ pub(crate) fn after_response(
     let ClientSpan { span, failures, .. } = &client;
     match outcome {
         Ok((status, headers)) => {
-            span.set_metadata("http.status_code", status.as_u16());
+            span.set_metadata("http.response.status_code", status.as_u16());
             if failures.is_http_failure(status) {
                 let kind = if status.is_server_error() {
                     "HttpServerError"
@@ -401,7 +401,7 @@ pub(crate) fn on_grpc_status(client: &ClientSpan, map: &HeaderMap) -> bool {
     let Some(code) = crate::grpc::status_code(map) else {
         return false;
     };
-    client.span.set_metadata("grpc.status_code", code);
+    client.span.set_metadata("rpc.grpc.status_code", code);
     if client.failures.is_grpc_failure(code) {
         client.span.set_error(crate::grpc::status_error(code, map));
     }

@@ -286,9 +286,9 @@ fn metadata(
     if let Some(r) = request {
         let free = |k: &str| !user.contains_key(k) && !updates.contains_key(k);
         if let Some(method) = &r.method
-            && free("http.method")
+            && free("http.request.method")
         {
-            entry(out, "http.method")?;
+            entry(out, "http.request.method")?;
             string(out, method.as_str())?;
         }
         if let Some(route) = &r.route
@@ -302,15 +302,15 @@ fn metadata(
             out.extend_from_slice(b"\"grpc\"");
         }
         if let Some(status) = r.status
-            && free("http.status_code")
+            && free("http.response.status_code")
         {
-            entry(out, "http.status_code")?;
+            entry(out, "http.response.status_code")?;
             let _ = write!(out, "{status}");
         }
         if let Some(code) = r.grpc_status
-            && free("grpc.status_code")
+            && free("rpc.grpc.status_code")
         {
-            entry(out, "grpc.status_code")?;
+            entry(out, "rpc.grpc.status_code")?;
             let _ = write!(out, "{code}");
         }
     }

@@ -9,7 +9,7 @@ fn request_span() -> SpanRecord {
         "GET",
         Timestamp::now(),
     );
-    span.metadata.insert("http.status_code", "mine");
+    span.metadata.insert("http.response.status_code", "mine");
     span.request = Some(RequestMetadata {
         method: Some(http::Method::GET),
         route: Some(Arc::from("/a/{b}")),
@@ -29,11 +29,11 @@ fn typed_request_metadata_is_written_at_encoding_and_the_users_keys_win() {
     assert_eq!(
         json["metadata"],
         serde_json::json!({
-            "http.method": "GET",
+            "http.request.method": "GET",
             "http.route": "/a/{b}",
-            "http.status_code": "mine",
+            "http.response.status_code": "mine",
             "rpc.system": "grpc",
-            "grpc.status_code": 14,
+            "rpc.grpc.status_code": 14,
         })
     );
 }
@@ -116,5 +116,5 @@ fn serde_serialization_is_the_encoders_output() {
     encode::span(&span, &mut out).unwrap();
     assert_eq!(serde_json::to_vec(&span).unwrap(), out);
     let as_value = serde_json::to_value(&span).unwrap();
-    assert_eq!(as_value["metadata"]["grpc.status_code"], 14);
+    assert_eq!(as_value["metadata"]["rpc.grpc.status_code"], 14);
 }

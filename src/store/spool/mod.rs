@@ -313,6 +313,10 @@ impl Spool {
             std::fs::create_dir_all(&self.dir)?;
             return Ok(());
         }
+        if held.as_ref().is_some_and(|lock| self.holds(lock)) {
+            // Another write of this store made it again while this one waited.
+            return Ok(());
+        }
         let lock = create_and_lock(&self.dir)?;
         self.counters.spool_reset();
         tracing::warn!(
@@ -322,6 +326,25 @@ impl Spool {
         );
         *held = lock;
         Ok(())
+    }
+
+    /// Whether `lock` is the directory's `.lock` now (not one removed with an earlier
+    /// directory). Where the OS gives no file identity, whether there is one.
+    fn holds(&self, lock: &File) -> bool {
+        let Ok(now) = std::fs::metadata(self.dir.join(".lock")) else {
+            return false;
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            lock.metadata()
+                .is_ok_and(|held| (held.dev(), held.ino()) == (now.dev(), now.ino()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (lock, now);
+            true
+        }
     }
 
     /// Lets another store open the directory (the store has shut down).
