@@ -83,4 +83,4 @@ if ! diff -u --label docs/public-api.txt --label "the code (scripts/public-api.s
   echo "the public API changed: review the diff, then run scripts/public-api.sh > docs/public-api.txt" >&2
   exit 1
 fi
-echo "docs/public-api.txt matches the public API ($(grep -vc '^#' docs/public-api.txt) items)"
+echo "docs/public-api.txt matches the public API ($(grep -vcE '^#( |$)' docs/public-api.txt) items)"
