@@ -23,6 +23,9 @@
 //! (`TOWER_OPIK_BENCH_SPANS`, default 20000; `TOWER_OPIK_BENCH_ROUNDS`, default 5).
 
 mod common;
+#[path = "../tests/common/python.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod python_sdk;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -277,7 +280,7 @@ fn main() {
     }
     let n: usize = env_number("TOWER_OPIK_BENCH_SPANS", 20_000);
     let rounds: usize = env_number("TOWER_OPIK_BENCH_ROUNDS", 5);
-    let python = tower_opik::testing::python_sdk(&target_dir()).expect("the official SDK");
+    let python = python_sdk::python_sdk(&target_dir()).expect("the official SDK");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,4 +1,6 @@
-//! Distributed trace headers (SPEC §1): parse, validate, inject. Pure functions, no I/O.
+//! Distributed trace headers, as the Opik SDKs send them (`opik_trace_id`,
+//! `opik_parent_span_id`; the Python SDK's `opik_context.get_distributed_trace_headers`):
+//! parse, validate, inject. Pure functions, no I/O.
 //!
 //! Every adapter of the crate (server layer, client middleware, scope helper, OTel bridge)
 //! reads and writes the ids through this module, so the rules live in one place:
@@ -114,6 +116,7 @@ pub struct DistributedHeaders {
 /// assert_ne!(HeaderSource::OpikHeaders, HeaderSource::Baggage);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum HeaderSource {
     /// The `opik_trace_id` / `opik_parent_span_id` headers.
     OpikHeaders,
@@ -333,7 +336,8 @@ impl DistributedHeaders {
         Some(got)
     }
 
-    /// The SPEC §1 rules on a raw pair of values.
+    /// The rules on a raw pair of values: both ids UUID v7 (Opik's `IdGenerator`), not
+    /// dated far ahead (see [`crate::id::check_remote`]), a parent only with a trace.
     fn validate(trace: Raw<'_>, parent: Raw<'_>) -> Extracted {
         let mut problems = Vec::new();
         let trace_id = match trace {

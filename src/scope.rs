@@ -88,7 +88,8 @@ impl DistributedScope {
         }
     }
 
-    /// A scope under the parent found in `headers` (SPEC §1 rules, baggage included; bad
+    /// A scope under the parent found in `headers` ([`DistributedHeaders::extract`]'s rules,
+    /// baggage included; bad
     /// values are dropped with a warning).
     ///
     /// ```

@@ -1,4 +1,5 @@
-//! Timestamps as Opik wants them: RFC 3339, UTC, microseconds, `Z` (SPEC §2).
+//! Timestamps as Opik wants them: RFC 3339, UTC, microseconds, `Z` (Java's `Instant`, which
+//! Opik's backend parses them into, and the Python SDK's `datetime_helpers`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,8 @@
 //! Configuration: precedence (code > environment > file > defaults), the config file, and
 //! every error a user can make, each naming where the bad value came from.
 
+mod common;
+
 use std::path::PathBuf;
 
 use tower_opik::OpikConfig;
@@ -463,7 +465,7 @@ fn tower_opik_settings_live_in_their_own_section_which_the_python_sdk_accepts() 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let python = tower_opik::testing::python_sdk(&target)
+    let python = common::python::python_sdk(&target)
         .unwrap_or_else(|e| panic!("this test needs the official SDK: {e}"));
     let sdk_reads = |path: &std::path::Path| {
         let out = std::process::Command::new(&python)

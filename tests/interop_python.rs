@@ -31,7 +31,7 @@ fn python() -> &'static Path {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        tower_opik::testing::python_sdk(&target)
+        common::python::python_sdk(&target)
             .unwrap_or_else(|e| panic!("the interop tests need the official SDK: {e}"))
     })
 }

@@ -5,6 +5,8 @@
 //! trace and parent relations.
 #![cfg(all(feature = "testing", feature = "otel"))]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -304,7 +306,7 @@ fn python() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    tower_opik::testing::python_sdk_with_otel(&target)
+    common::python::python_sdk_with_otel(&target)
         .unwrap_or_else(|e| panic!("this test needs the official SDK and opentelemetry-sdk: {e}"))
 }
 

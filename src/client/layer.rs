@@ -32,6 +32,7 @@ use super::options::{ClientOptions, ClientSpan, after_response};
 /// # }
 /// ```
 #[derive(Clone, Debug, Default)]
+#[must_use = "a layer does nothing until applied to a service"]
 pub struct OpikClientLayer {
     options: ClientOptions,
 }

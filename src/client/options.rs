@@ -24,6 +24,7 @@ use crate::warn::RateLimit;
 /// req.extensions_mut().insert(Propagation::Disabled); // no Opik headers on this call
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Propagation {
     /// Send these ids instead of the current span's (and open no client span).
     Parent(DistributedHeaders),

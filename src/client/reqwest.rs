@@ -23,6 +23,7 @@ use super::options::{ClientOptions, after_response};
 /// # }
 /// ```
 #[derive(Clone, Debug, Default)]
+#[must_use = "a middleware does nothing until added to a client"]
 pub struct OpikMiddleware {
     options: ClientOptions,
 }

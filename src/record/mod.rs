@@ -1,4 +1,5 @@
-//! The wire records: Opik's `TraceWrite` and `SpanWrite` (SPEC §3), and nothing else.
+//! The wire records: Opik's `TraceWrite` and `SpanWrite` (the `Trace_Write` / `Span_Write`
+//! schemas of Opik's REST API), and nothing else.
 //!
 //! Absent fields are left out of the JSON, never sent as `null`; times are RFC 3339 with
 //! microseconds and `Z`; `input`, `output` and `metadata` are always JSON objects, held as
@@ -41,6 +42,7 @@ pub type JsonObject = Map<String, Value>;
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SpanType {
     /// Any other work (the default; an HTTP request span).
     #[default]
@@ -371,6 +373,7 @@ pub(crate) fn route_name(method: &str, route: &str) -> String {
 /// assert!(matches!(r, Record::Trace(_)));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Record {
     /// A span.
     Span(Box<SpanRecord>),
@@ -492,28 +495,6 @@ impl From<ScoreRecord> for Record {
 impl From<TraceRecord> for Record {
     fn from(t: TraceRecord) -> Self {
         Record::Trace(Box::new(t))
-    }
-}
-
-/// Makes any JSON value an object, as the Python SDK does: an object stays as it is, any
-/// other value `v` becomes `{key: v}`; `null` becomes `None`.
-///
-/// ```
-/// use serde_json::json;
-/// use tower_opik::record::into_object;
-/// assert_eq!(into_object(json!({"a": 1}), "input"), Some(json!({"a": 1}).as_object().unwrap().clone()));
-/// assert_eq!(into_object(json!("hi"), "input"), Some(json!({"input": "hi"}).as_object().unwrap().clone()));
-/// assert_eq!(into_object(json!(null), "input"), None);
-/// ```
-pub fn into_object(value: Value, key: &str) -> Option<JsonObject> {
-    match value {
-        Value::Null => None,
-        Value::Object(map) => Some(map),
-        other => {
-            let mut map = JsonObject::new();
-            map.insert(key.to_owned(), other);
-            Some(map)
-        }
     }
 }
 

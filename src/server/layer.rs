@@ -42,6 +42,7 @@ use crate::store::SpanStore;
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "a layer does nothing until applied to a service"]
 pub struct OpikLayer {
     shared: Arc<ServiceConfig>,
 }

@@ -21,6 +21,7 @@ type Decide = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
 /// let policy = HeaderPolicy::decide(|head| head.uri().path().starts_with("/internal/"));
 /// ```
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub enum HeaderPolicy {
     /// Use valid incoming headers (the default, for interop with the official SDKs).
     #[default]

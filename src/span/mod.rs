@@ -54,7 +54,16 @@ pub const UNFINISHED_KEY: &str = "tower_opik.unfinished";
 /// root.end();
 /// # }
 /// ```
+///
+/// A span dropped at once is a zero-length span that never ended: the compiler says so
+/// (`#[must_use]`).
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// tower_opik::current_span().child("forgotten");
+/// ```
 #[derive(Clone, Default)]
+#[must_use = "a span records when it ends: keep it and call `end()` (or run code in it with `in_span` / `in_scope`)"]
 pub struct Span {
     inner: Option<Arc<Inner>>,
     /// A none span that [`current_span`](crate::current_span) answered outside any span:

@@ -153,6 +153,7 @@ impl std::error::Error for ExportError {}
 /// assert_eq!(RecordKind::Span.path(), "v1/private/spans/batch");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// Spans: `POST v1/private/spans/batch`.
     Span,

@@ -42,7 +42,6 @@
 mod faults;
 #[cfg(feature = "otel")]
 mod otlp;
-mod python;
 mod scores;
 mod server;
 mod state;
@@ -58,9 +57,6 @@ use serde_json::Value;
 pub use faults::Faults;
 #[cfg(feature = "otel")]
 pub use otlp::OtelSpan;
-pub use python::{
-    OPENTELEMETRY_PYTHON_SDK_VERSION, OPIK_PYTHON_SDK_VERSION, python_sdk, python_sdk_with_otel,
-};
 pub use state::RequestLog;
 pub use tree::{SpanNode, TraceTree};
 
@@ -71,11 +67,9 @@ use self::server::Shared;
 /// uncompressed JSON. Returns how many records it holds, or the status and message the
 /// backend would answer. Never panics, whatever the bytes.
 ///
-/// ```
-/// use tower_opik::testing::validate_batch;
-/// assert_eq!(validate_batch("spans", br#"{"spans": []}"#).unwrap_err().0, 422);
-/// assert_eq!(validate_batch("spans", b"{not json").unwrap_err().0, 400);
-/// ```
+/// For the fuzz target only: not part of the API (hidden from the docs and from
+/// `docs/public-api.txt`); LocalOpik applies it to every batch it receives.
+#[doc(hidden)]
 pub fn validate_batch(kind: &str, body: &[u8]) -> Result<usize, (u16, String)> {
     let kind = match kind {
         "spans" => validate::Kind::Span,

@@ -1,5 +1,6 @@
 //! Opik's rules for batch bodies, as pure functions on JSON: what the real backend refuses
-//! (SPEC §2, §3 and the `Span_Write` / `Trace_Write` schemas of Opik's OpenAPI spec).
+//! (its id and timestamp rules and the `Span_Write` / `Trace_Write` schemas of Opik's
+//! OpenAPI spec).
 //!
 //! Written against Opik's rules, not against the crate's own record structs, so that a field
 //! misnamed in `record` fails here. Stricter than the backend on one point, on purpose:

@@ -1,6 +1,8 @@
 //! Shared set-up for the integration tests: a LocalOpik and a store that sends to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod python;
+
 use std::time::Duration;
 
 use tower_opik::store::RetryPolicy;

@@ -1,26 +1,17 @@
-//! The official Python SDK, for interop tests and the peer benchmark: a virtualenv made once
-//! under the target directory.
+//! The official Python SDK, for the interop tests and the peer benchmark (which includes this
+//! file with `#[path]`): a virtualenv made once under the target directory. Test set-up, not
+//! the crate's API: it runs `pip install`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The version of the official `opik` package the tests and benches run against.
-///
-/// ```
-/// assert!(tower_opik::testing::OPIK_PYTHON_SDK_VERSION.starts_with('2'));
-/// ```
 pub const OPIK_PYTHON_SDK_VERSION: &str = "2.2.122";
 
 /// The python of a virtualenv with the official `opik` package
 /// ([`OPIK_PYTHON_SDK_VERSION`]), made on first use under `target_dir` (the cargo target
 /// directory) as `python-opik-<version>`, with `python3 -m venv` and pip. Later calls reuse
 /// it. Needs Python 3 with `venv` and the package index.
-///
-/// ```no_run
-/// let python = tower_opik::testing::python_sdk(std::path::Path::new("target"))?;
-/// std::process::Command::new(python).args(["-c", "import opik"]).status()?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
 pub fn python_sdk(target_dir: &Path) -> std::io::Result<PathBuf> {
     let venv = target_dir.join(format!("python-opik-{OPIK_PYTHON_SDK_VERSION}"));
     let python = venv.join("bin").join("python");
@@ -60,24 +51,12 @@ pub fn python_sdk(target_dir: &Path) -> std::io::Result<PathBuf> {
 
 /// The version of `opentelemetry-sdk` that [`python_sdk_with_otel`] adds (`opik` itself does
 /// not depend on OpenTelemetry; its `opik.integrations.otel` needs it).
-///
-/// ```
-/// assert!(tower_opik::testing::OPENTELEMETRY_PYTHON_SDK_VERSION.starts_with("1."));
-/// ```
 pub const OPENTELEMETRY_PYTHON_SDK_VERSION: &str = "1.39.1";
 
 /// The python of [`python_sdk`]'s virtualenv with `opentelemetry-sdk`
 /// ([`OPENTELEMETRY_PYTHON_SDK_VERSION`]) installed too, for running the official
 /// `opik.integrations.otel.OpikSpanProcessor`. Installs it with pip on first use (a marker
 /// file `.installed-otel` in the virtualenv records it); later calls only check the marker.
-///
-/// ```no_run
-/// let python = tower_opik::testing::python_sdk_with_otel(std::path::Path::new("target"))?;
-/// std::process::Command::new(python)
-///     .args(["-c", "from opik.integrations.otel import OpikSpanProcessor"])
-///     .status()?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
 pub fn python_sdk_with_otel(target_dir: &Path) -> std::io::Result<PathBuf> {
     let python = python_sdk(target_dir)?;
     let venv = target_dir.join(format!("python-opik-{OPIK_PYTHON_SDK_VERSION}"));
