@@ -109,11 +109,16 @@ pub struct DistributedHeaders {
     parent_span_id: Option<Uuid>,
 }
 
-/// Where valid distributed headers were found.
+/// Where valid distributed headers were found ([`Extracted::source`]): worth a metric or a
+/// log field, to see which callers still go through a proxy that drops `opik_*` headers.
 ///
 /// ```
-/// use tower_opik::headers::HeaderSource;
-/// assert_ne!(HeaderSource::OpikHeaders, HeaderSource::Baggage);
+/// use tower_opik::{DistributedHeaders, headers::HeaderSource};
+/// let (t, s) = (tower_opik::id::new_id(), tower_opik::id::new_id());
+/// let mut h = http::HeaderMap::new();
+/// // A proxy dropped the underscore names; the W3C baggage got through.
+/// h.insert("baggage", format!("opik.trace_id={t},opik.span_id={s}").parse().unwrap());
+/// assert_eq!(DistributedHeaders::extract(&h).source, Some(HeaderSource::Baggage));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -183,9 +188,19 @@ impl std::fmt::Display for HeaderProblem {
 /// What [`DistributedHeaders::extract`] found: the remote parent, if any, where it came from,
 /// and the problems to warn about.
 ///
+/// `headers` and `source` are `None` together (no remote parent: start a new trace);
+/// `problems` is empty when nothing was wrong, including when no header was sent at all.
+///
 /// ```
-/// let got = tower_opik::DistributedHeaders::extract(&http::HeaderMap::new());
-/// assert!(got.headers.is_none() && got.problems.is_empty() && got.source.is_none());
+/// use tower_opik::{DistributedHeaders, headers::HeaderProblem};
+/// let t = tower_opik::id::new_id();
+/// let mut h = http::HeaderMap::new();
+/// h.insert("opik_trace_id", t.to_string().parse().unwrap());
+/// h.insert("opik_parent_span_id", "not-an-id".parse().unwrap());
+/// let got = DistributedHeaders::extract(&h);
+/// // The trace is joined; the bad parent is dropped and reported.
+/// assert_eq!(got.headers, Some(DistributedHeaders::new(t, None)));
+/// assert_eq!(got.problems, [HeaderProblem::InvalidParentSpanId]);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -199,10 +214,18 @@ pub struct Extracted {
 }
 
 impl Extracted {
-    /// Logs each problem as a rate-limited warning through `tracing`.
+    /// Logs each problem as a warning through `tracing` (target `tower_opik`), rate-limited
+    /// over the whole process so that a misbehaving caller cannot flood the logs; the line
+    /// counts the warnings suppressed since the last one. Nothing is logged without
+    /// problems. The server layer calls it; call it yourself after
+    /// [`DistributedHeaders::extract`] in your own adapter.
     ///
     /// ```
-    /// tower_opik::DistributedHeaders::extract(&http::HeaderMap::new()).warn();
+    /// # let message_headers = http::HeaderMap::new();
+    /// let got = tower_opik::DistributedHeaders::extract(&message_headers);
+    /// got.warn();
+    /// let parent = got.headers; // None: the consumer starts a new trace
+    /// # assert!(parent.is_none());
     /// ```
     pub fn warn(&self) {
         static LIMIT: RateLimit = RateLimit::new();
@@ -236,11 +259,16 @@ impl DistributedHeaders {
         }
     }
 
-    /// The trace id.
+    /// The trace id (from `opik_trace_id`): a UUIDv7, checked on extraction to be dated no
+    /// more than 12 h ahead.
     ///
     /// ```
-    /// let t = tower_opik::id::new_id();
-    /// assert_eq!(tower_opik::DistributedHeaders::new(t, None).trace_id(), t);
+    /// use tower_opik::DistributedHeaders;
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("opik_trace_id", "0190a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d".parse().unwrap());
+    /// let parent = DistributedHeaders::extract(&h).headers.unwrap();
+    /// assert_eq!(parent.trace_id().to_string(), "0190a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d");
+    /// assert_eq!(parent.parent_span_id(), None); // the caller sent no span id
     /// ```
     pub fn trace_id(&self) -> Uuid {
         self.trace_id

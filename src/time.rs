@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A point in time with microsecond precision, serialized as `2026-11-22T22:57:56.168246Z`.
+/// A point in time with microsecond precision, serialized as `2026-11-28T22:57:56.168246Z`.
 ///
 /// ```
 /// use tower_opik::Timestamp;

@@ -241,11 +241,16 @@ impl Metadata {
         }
     }
 
-    /// The JSON text of `key`'s value.
+    /// The JSON text of `key`'s value (a string value keeps its quotes), `None` when the key
+    /// is not set.
     ///
     /// ```
-    /// let m = tower_opik::record::Metadata::default();
-    /// assert_eq!(m.get("x"), None);
+    /// let mut m = tower_opik::record::Metadata::default();
+    /// m.insert("model", "gpt-4o");
+    /// m.insert("max_tokens", 512);
+    /// assert_eq!(m.get("model"), Some(r#""gpt-4o""#));
+    /// assert_eq!(m.get("max_tokens"), Some("512"));
+    /// assert_eq!(m.get("temperature"), None);
     /// ```
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries
@@ -265,19 +270,25 @@ impl Metadata {
         self.get(key).is_some()
     }
 
-    /// How many keys are set.
+    /// How many keys are set (a key set twice counts once).
     ///
     /// ```
-    /// assert_eq!(tower_opik::record::Metadata::default().len(), 0);
+    /// let mut m = tower_opik::record::Metadata::default();
+    /// m.extend(serde_json::json!({"temperature": 0.2, "top_p": 0.9}), "metadata");
+    /// m.insert("temperature", 0.7);
+    /// assert_eq!(m.len(), 2);
     /// ```
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// Whether no key is set.
+    /// Whether no key is set (the default). Empty metadata is left out of the record's
+    /// JSON, not sent as `{}`.
     ///
     /// ```
-    /// assert!(tower_opik::record::Metadata::default().is_empty());
+    /// let mut m = tower_opik::record::Metadata::default();
+    /// m.extend(serde_json::Value::Null, "metadata"); // null adds nothing
+    /// assert!(m.is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

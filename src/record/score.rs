@@ -28,10 +28,13 @@ pub struct FeedbackScore {
 }
 
 impl FeedbackScore {
-    /// A score named `name` with `value`.
+    /// A score named `name` (Opik's `name`, non-empty) with `value` (Opik's `value`, a
+    /// number within ±999999999.999999999; the scale is yours: 0 to 1 is usual), without
+    /// category or reason.
     ///
     /// ```
     /// let s = tower_opik::record::FeedbackScore::new("thumbs_up", 1.0);
+    /// assert_eq!(serde_json::to_value(&s).unwrap(), serde_json::json!({"name": "thumbs_up", "value": 1.0}));
     /// ```
     pub fn new(name: impl Into<String>, value: f64) -> Self {
         Self {
@@ -42,20 +45,23 @@ impl FeedbackScore {
         }
     }
 
-    /// Its category (a label for categorical scores).
+    /// Its category (Opik's `category_name`: the label of a categorical score, whose value
+    /// is then the category's number). None by default.
     ///
     /// ```
-    /// let s = tower_opik::record::FeedbackScore::new("tone", 1.0).category("friendly");
+    /// let s = tower_opik::record::FeedbackScore::new("tone", 2.0).category("friendly");
+    /// assert_eq!(serde_json::to_value(&s).unwrap()["category_name"], "friendly");
     /// ```
     pub fn category(mut self, category: impl Into<String>) -> Self {
         self.category_name = Some(category.into());
         self
     }
 
-    /// Why it was given.
+    /// Why it was given (Opik's `reason`, shown next to the score). None by default.
     ///
     /// ```
-    /// let s = tower_opik::record::FeedbackScore::new("safe", 0.0).reason("leaked a key");
+    /// let s = tower_opik::record::FeedbackScore::new("safe", 0.0).reason("the answer quoted an API key");
+    /// assert_eq!(serde_json::to_value(&s).unwrap()["reason"], "the answer quoted an API key");
     /// ```
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
@@ -88,11 +94,15 @@ impl FeedbackScore {
     }
 }
 
-/// What a score is given to.
+/// What a score is given to, and so where it is sent: a span's to
+/// `PUT v1/private/spans/feedback-scores`, a trace's to `PUT v1/private/traces/feedback-scores`.
 ///
 /// ```
-/// use tower_opik::record::ScoreTarget;
-/// assert_ne!(ScoreTarget::Span, ScoreTarget::Trace);
+/// use tower_opik::record::{FeedbackScore, ScoreRecord, ScoreTarget};
+/// let store = tower_opik::SpanStore::disabled(); // SpanStore::from_env() in a service
+/// # let trace_id = tower_opik::id::new_id();
+/// // The user rated the whole conversation turn: score its trace.
+/// store.record(ScoreRecord::new(ScoreTarget::Trace, trace_id, FeedbackScore::new("rating", 4.0)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ScoreTarget {

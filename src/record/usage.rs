@@ -72,19 +72,35 @@ impl Usage {
             .insert(name, i32::try_from(count).unwrap_or(i32::MAX));
     }
 
-    /// A counter's value.
+    /// A counter's value, in tokens; `None` when the counter is not set (not `0`: Opik
+    /// tells an absent counter from a zero one).
     ///
     /// ```
-    /// assert_eq!(tower_opik::Usage::default().get("x"), None);
+    /// use serde_json::json;
+    /// let usage = tower_opik::Usage::from_openai(json!({
+    ///     "prompt_tokens": 1200, "completion_tokens": 300,
+    ///     "prompt_tokens_details": {"cached_tokens": 1024},
+    /// }));
+    /// assert_eq!(usage.get("total_tokens"), Some(1500)); // derived: no total was sent
+    /// assert_eq!(usage.get("original_usage.prompt_tokens_details.cached_tokens"), Some(1024));
+    /// assert_eq!(usage.get("original_usage.completion_tokens_details.reasoning_tokens"), None);
     /// ```
     pub fn get(&self, name: &str) -> Option<i32> {
         self.0.get(name).copied()
     }
 
-    /// Whether no counter is set.
+    /// Whether no counter is set: the default, and what the converters give for a usage
+    /// object that is missing or not an object (a streamed answer whose last chunk carried
+    /// no usage). An empty usage is sent as `"usage": {}`, so check it before
+    /// [`Span::set_usage`](crate::Span::set_usage).
     ///
     /// ```
-    /// assert!(tower_opik::Usage::default().is_empty());
+    /// # let llm = tower_opik::Span::none();
+    /// let usage = tower_opik::Usage::from_openai(serde_json::Value::Null); // no usage chunk
+    /// assert!(usage.is_empty());
+    /// if !usage.is_empty() {
+    ///     llm.set_usage(usage);
+    /// }
     /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

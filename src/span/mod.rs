@@ -4,6 +4,87 @@
 //! [`Span::end`], or when its last handle is dropped (a forgotten or cancelled span is still
 //! recorded, with `"tower_opik.unfinished": true` in its metadata). It knows nothing about
 //! HTTP.
+//!
+//! # An LLM call, and what Opik receives
+//!
+//! A chat endpoint's root span with an LLM child, filled the way a service fills it after
+//! its provider answers. Each setter writes one field of Opik's `SpanWrite` (the span
+//! schema of Opik's REST API, `apps/opik-backend/.../api/Span.java`): `model`, `provider`,
+//! `usage` (counter name to int32 token count), `ttft` (milliseconds), `total_estimated_cost`
+//! (USD, `>= 0`), `metadata`, `tags`, `error_info`. In a service the store comes from
+//! [`SpanStore::from_env`] and sends to Opik; here an in-memory exporter keeps the span
+//! records as the JSON Opik would receive.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//! use serde_json::{json, Value};
+//! use tower_opik::store::{ExportBatch, ExportFuture, Exporter, RecordKind};
+//! use tower_opik::{ErrorInfo, OpikConfig, SpanStore, SpanType, Usage};
+//!
+//! /// Keeps the span records it is given, as JSON.
+//! #[derive(Clone, Debug, Default)]
+//! struct Spans(Arc<Mutex<Vec<Value>>>);
+//! impl Exporter for Spans {
+//!     fn export<'a>(&'a self, batch: &'a ExportBatch) -> ExportFuture<'a> {
+//!         if batch.kind() == RecordKind::Span {
+//!             let parsed = batch.records_json().map(|(_, j)| serde_json::from_slice(j).unwrap());
+//!             self.0.lock().unwrap().extend(parsed);
+//!         }
+//!         Box::pin(async { Ok(()) })
+//!     }
+//! }
+//! let spans = Spans::default();
+//! let store = SpanStore::builder()
+//!     .config(OpikConfig::local("http://127.0.0.1:1/")) // never called: the exporter sends
+//!     .exporter(spans.clone())
+//!     .build()?;
+//!
+//! let request = store.root_span("POST /chat");
+//! request.set_input(json!({"question": "Where is my order?"}));
+//!
+//! let llm = request.child_of_type("openai.chat", SpanType::Llm);
+//! llm.set_provider("openai");
+//! llm.set_model("gpt-4o-2024-08-06");
+//! llm.set_input(json!({"messages": [{"role": "user", "content": "Where is my order?"}]}));
+//! llm.set_ttft(Duration::from_millis(412)); // the first streamed token came after 412 ms
+//! llm.set_usage(Usage::tokens(812, 64)); // prompt and completion tokens
+//! llm.set_total_cost(0.002_67); // USD
+//! llm.set_metadata("temperature", 0.2);
+//! llm.add_tag("rag");
+//! llm.set_output(json!({"content": "It left the warehouse today."}));
+//! llm.end();
+//!
+//! // A retry that timed out: the span records the error and still ends.
+//! let retry = request.child_of_type("openai.chat", SpanType::Llm);
+//! retry.set_error(ErrorInfo::new("Timeout", "no answer in 30 s"));
+//! retry.end();
+//!
+//! request.set_output("It left the warehouse today."); // not an object: {"output": ...}
+//! request.end();
+//!
+//! store.flush(Duration::from_secs(5)).await;
+//! let spans = spans.0.lock().unwrap();
+//! let llm = spans.iter().find(|s| s["type"] == "llm" && s.get("model").is_some()).unwrap();
+//! assert_eq!(llm["model"], "gpt-4o-2024-08-06");
+//! assert_eq!(llm["provider"], "openai");
+//! assert_eq!(llm["ttft"], 412.0);
+//! assert_eq!(llm["usage"], json!({"completion_tokens": 64, "prompt_tokens": 812, "total_tokens": 876}));
+//! assert_eq!(llm["total_estimated_cost"], 0.00267);
+//! assert_eq!(llm["metadata"]["temperature"], 0.2);
+//! assert_eq!(llm["tags"], json!(["rag"]));
+//! assert_eq!(llm["parent_span_id"], request.id().unwrap().to_string());
+//!
+//! let failed = spans.iter().find(|s| s.get("error_info").is_some()).unwrap();
+//! assert_eq!(failed["error_info"]["exception_type"], "Timeout");
+//!
+//! let root = spans.iter().find(|s| s["name"] == "POST /chat").unwrap();
+//! assert_eq!(root["output"], json!({"output": "It left the warehouse today."}));
+//! assert!(root.get("parent_span_id").is_none()); // a root: absent, never null
+//! # Ok(()) }
+//! ```
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -121,12 +202,19 @@ impl std::fmt::Debug for Span {
 }
 
 impl Span {
-    /// A span that records nothing.
+    /// A span that records nothing: every setter returns at once, [`child`](Self::child)
+    /// gives another none span, the ids are `None`. The same as `Span::default()`, and what
+    /// a disabled store's spans are. Use it where a function takes a `&Span` and the caller
+    /// has nothing to record (a test, a batch job without tracing).
     ///
     /// ```
-    /// let s = tower_opik::Span::none();
-    /// assert!(s.is_none());
-    /// s.set_output("ignored");
+    /// use tower_opik::{Span, Usage};
+    /// fn summarize(text: &str, span: &Span) -> String {
+    ///     span.set_usage(Usage::tokens(text.len() as u32 / 4, 12));
+    ///     text.chars().take(20).collect()
+    /// }
+    /// // Called without tracing: nothing is recorded, nothing is sent.
+    /// assert_eq!(summarize("Opik traces LLM calls", &Span::none()), "Opik traces LLM call");
     /// ```
     pub const fn none() -> Self {
         Self {
@@ -248,23 +336,36 @@ impl Span {
         }
     }
 
-    /// Opens a child span (type `general`) in the same trace and project.
+    /// Opens a child span (type `general`) in the same trace and project, started now; its
+    /// `parent_span_id` is this span's id. A child of a none span is a none span. A child
+    /// may outlive its parent (a task spawned from a request): each ends on its own.
     ///
     /// ```
-    /// let store = tower_opik::SpanStore::disabled();
-    /// let child = store.root_span("request").child("db query");
-    /// child.end();
+    /// # fn load_orders() -> Vec<u32> { vec![42] }
+    /// let store = tower_opik::SpanStore::disabled(); // SpanStore::from_env() in a service
+    /// let request = store.root_span("GET /orders");
+    /// let query = request.child("SELECT orders");
+    /// query.set_metadata("db.system", "postgresql");
+    /// let orders = load_orders();
+    /// query.set_output(serde_json::json!({"rows": orders.len()}));
+    /// query.end();
+    /// request.end();
     /// ```
     pub fn child(&self, name: impl Into<Cow<'static, str>>) -> Span {
         self.child_of_type(name, SpanType::General)
     }
 
-    /// Opens a child span of the given type.
+    /// Opens a child span of the given type (Opik's `type` field: `general`, `llm`, `tool`,
+    /// `guardrail`), as [`child`](Self::child) does. Opik shows `llm` spans with their model,
+    /// usage and cost; an agent's tool calls as `tool`.
     ///
     /// ```
     /// use tower_opik::SpanType;
-    /// let tool = tower_opik::Span::none().child_of_type("search", SpanType::Tool);
-    /// assert!(tool.is_none());
+    /// let agent = tower_opik::SpanStore::disabled().root_span("agent step");
+    /// let tool = agent.child_of_type("web_search", SpanType::Tool); // "type": "tool"
+    /// tool.set_input(serde_json::json!({"query": "opik rust sdk"}));
+    /// tool.end();
+    /// agent.end();
     /// ```
     pub fn child_of_type(&self, name: impl Into<Cow<'static, str>>, span_type: SpanType) -> Span {
         match &self.inner {
@@ -294,19 +395,39 @@ impl Span {
         }
     }
 
-    /// Whether this span records nothing (disabled store, or [`Span::none`]).
+    /// Whether this span records nothing and has no ids (disabled store, or [`Span::none`]).
+    /// A span of a trace that sampling left out is *not* none: it has ids, to propagate,
+    /// and records nothing. Check it to skip work done only for the span (serializing a
+    /// large prompt, say); the setters already return at once.
     ///
     /// ```
-    /// assert!(tower_opik::Span::none().is_none());
+    /// # let messages = vec!["Where is my order?"];
+    /// let span = tower_opik::current_span();
+    /// if !span.is_none() {
+    ///     span.set_input(serde_json::json!({"messages": messages}));
+    /// }
     /// ```
     pub fn is_none(&self) -> bool {
         self.inner.is_none()
     }
 
-    /// Whether the span is open: it records and has not ended yet.
+    /// Whether the span is open: it records and has not ended yet. `false` for a none span,
+    /// a sampled-out one, and once [`end`](Self::end) ran (after which setters do nothing).
     ///
     /// ```
-    /// assert!(!tower_opik::Span::none().is_recording());
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// # let store = tower_opik::SpanStore::builder()
+    /// #     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/")).exporter(Discard).build()?;
+    /// let span = store.root_span("chat");
+    /// assert!(span.is_recording());
+    /// span.end();
+    /// assert!(!span.is_recording()); // recorded: later setters change nothing
+    /// # Ok(()) }
     /// ```
     pub fn is_recording(&self) -> bool {
         self.inner
@@ -320,47 +441,130 @@ impl Span {
         self.inner.as_ref().is_some_and(|i| !i.sampled)
     }
 
-    /// The span's id.
+    /// The span's id (Opik's `id`): a UUIDv7 minted when the span started, `None` for a
+    /// none span. Give it to [`SpanStore::score_span`] to score the span later (a user's
+    /// thumbs-up), or log it to find the span in Opik.
     ///
     /// ```
-    /// assert_eq!(tower_opik::Span::none().id(), None);
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// # let store = tower_opik::SpanStore::builder()
+    /// #     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/")).exporter(Discard).build()?;
+    /// use tower_opik::record::FeedbackScore;
+    /// let answer = store.root_span("answer");
+    /// let span_id = answer.id().expect("an enabled store's span has an id");
+    /// assert_eq!(span_id.get_version_num(), 7);
+    /// answer.end();
+    /// // Minutes later, when the user clicks thumbs-up:
+    /// store.score_span(span_id, FeedbackScore::new("thumbs_up", 1.0));
+    /// # Ok(()) }
     /// ```
     pub fn id(&self) -> Option<Uuid> {
         self.inner.as_ref().map(|i| i.id)
     }
 
-    /// The id of the span's trace.
+    /// The id of the span's trace (the span's `trace_id` in Opik, a UUIDv7): minted by the
+    /// root span, or received from the caller's `opik_trace_id` header. `None` for a none
+    /// span. Every span of a request shares it.
     ///
     /// ```
-    /// assert_eq!(tower_opik::Span::none().trace_id(), None);
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// # let store = tower_opik::SpanStore::builder()
+    /// #     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/")).exporter(Discard).build()?;
+    /// let request = store.root_span("POST /chat");
+    /// let llm = request.child("llm call");
+    /// assert_eq!(llm.trace_id(), request.trace_id());
+    /// # llm.end(); request.end();
+    /// # Ok(()) }
     /// ```
     pub fn trace_id(&self) -> Option<Uuid> {
         self.inner.as_ref().map(|i| i.trace_id)
     }
 
-    /// The id of the span's parent (local or remote), `None` for a root span.
+    /// The id of the span's parent (Opik's `parent_span_id`): a local span, or the caller's
+    /// span from `opik_parent_span_id`. `None` for a root span, a span joining a remote
+    /// trace without a parent span id, and a none span.
     ///
     /// ```
-    /// assert_eq!(tower_opik::Span::none().parent_span_id(), None);
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// # let store = tower_opik::SpanStore::builder()
+    /// #     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/")).exporter(Discard).build()?;
+    /// let request = store.root_span("POST /chat");
+    /// let llm = request.child("llm call");
+    /// assert_eq!(request.parent_span_id(), None);
+    /// assert_eq!(llm.parent_span_id(), request.id());
+    /// # llm.end(); request.end();
+    /// # Ok(()) }
     /// ```
     pub fn parent_span_id(&self) -> Option<Uuid> {
         self.inner.as_ref().and_then(|i| i.parent_span_id)
     }
 
-    /// Whether this span started its trace in this service (and so writes the trace record).
+    /// Whether this span started its trace in this service, and so writes the trace record
+    /// when it ends: `true` for a root span, `false` for its children, for a span joining a
+    /// trace from another service's headers, and for a none span. Only there does
+    /// [`update_trace`](Self::update_trace) take effect.
     ///
     /// ```
-    /// assert!(!tower_opik::Span::none().owns_trace());
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// # let store = tower_opik::SpanStore::builder()
+    /// #     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/")).exporter(Discard).build()?;
+    /// use tower_opik::DistributedHeaders;
+    /// let root = store.root_span("POST /chat");
+    /// assert!(root.owns_trace());
+    /// // A downstream service joining this trace does not write it.
+    /// let joined = store.span_with_parent("rerank", root.distributed_headers().as_ref());
+    /// assert!(!joined.owns_trace());
+    /// # joined.end(); root.end();
+    /// # Ok(()) }
     /// ```
     pub fn owns_trace(&self) -> bool {
         self.inner.as_ref().is_some_and(|i| i.owns_trace)
     }
 
     /// The headers to send to a downstream service so that its spans become children of this
-    /// one: this span's trace id and its own id as the parent.
+    /// one: this span's trace id and its own id as the parent (`opik_trace_id`,
+    /// `opik_parent_span_id`, the Python SDK's `get_distributed_trace_headers`). `None` for a
+    /// none span: send nothing, and the callee starts its own trace. A sampled-out span has
+    /// them, so a callee sampling at the same rate makes the same decision.
     ///
     /// ```
-    /// assert!(tower_opik::Span::none().distributed_headers().is_none());
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[derive(Debug)] struct Discard;
+    /// # impl tower_opik::store::Exporter for Discard {
+    /// #     fn export<'a>(&'a self, _: &'a tower_opik::store::ExportBatch) -> tower_opik::store::ExportFuture<'a> { Box::pin(async { Ok(()) }) }
+    /// # }
+    /// # let store = tower_opik::SpanStore::builder()
+    /// #     .config(tower_opik::OpikConfig::local("http://127.0.0.1:1/")).exporter(Discard).build()?;
+    /// let span = store.root_span("POST /chat");
+    /// let mut outgoing = http::HeaderMap::new();
+    /// if let Some(headers) = span.distributed_headers() {
+    ///     headers.inject(&mut outgoing);
+    /// }
+    /// assert_eq!(outgoing["opik_trace_id"], span.trace_id().unwrap().to_string().as_str());
+    /// assert_eq!(outgoing["opik_parent_span_id"], span.id().unwrap().to_string().as_str());
+    /// # span.end();
+    /// # Ok(()) }
     /// ```
     pub fn distributed_headers(&self) -> Option<DistributedHeaders> {
         self.inner
@@ -368,7 +572,6 @@ impl Span {
             .map(|i| DistributedHeaders::new(i.trace_id, Some(i.id)))
     }
 
-    /// Runs `f` on the open record; does nothing once the span has ended.
     /// The error recorded on the span so far (`None` once ended, or without one).
     pub(crate) fn error_info(&self) -> Option<ErrorInfo> {
         let mut error = None;
@@ -376,6 +579,7 @@ impl Span {
         error
     }
 
+    /// Runs `f` on the open record; does nothing once the span has ended.
     fn update(&self, f: impl FnOnce(&mut SpanRecord)) {
         if let Some(inner) = &self.inner
             && let Some(record) = inner.lock().record.as_mut()
@@ -438,12 +642,20 @@ impl Span {
         self.end();
     }
 
-    /// Ends the span now and hands its record to the store. Ending twice does nothing.
+    /// Ends the span now (its `end_time`, and `last_updated_at`) and hands its record to the
+    /// store, which sends it in the background: this never waits on the network. Ending
+    /// twice does nothing; setters after the end change nothing. A root span that owns its
+    /// trace also writes the trace record now. Not calling it is not a leak: the span is
+    /// recorded when its last handle drops, marked [`UNFINISHED_KEY`].
     ///
     /// ```
-    /// let s = tower_opik::Span::none();
-    /// s.end();
-    /// s.end();
+    /// # fn call_model() -> Result<String, std::io::Error> { Ok("hi".into()) }
+    /// let llm = tower_opik::SpanStore::disabled().root_span("llm call");
+    /// match call_model() {
+    ///     Ok(answer) => llm.set_output(answer),
+    ///     Err(e) => llm.set_error(tower_opik::ErrorInfo::from_error(&e)),
+    /// }
+    /// llm.end(); // the duration Opik shows is end_time - start_time
     /// ```
     pub fn end(&self) {
         if let Some(inner) = &self.inner {

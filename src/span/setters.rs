@@ -52,10 +52,15 @@ impl Span {
         self.update(|r| f(r.request.get_or_insert_with(RequestMetadata::default)));
     }
 
-    /// Renames the span.
+    /// Renames the span (Opik's `name`; by default the name it was started with, and for a
+    /// request span of the server layer `"{method} {route}"`, which this replaces). Keep
+    /// names low in cardinality (`"GET /users/{id}"`, not the id itself): Opik groups and
+    /// filters by name.
     ///
     /// ```
-    /// tower_opik::Span::none().set_name("POST /generate");
+    /// # let span = tower_opik::Span::none();
+    /// # let intent = "refund";
+    /// span.set_name(format!("classify:{intent}")); // "name": "classify:refund"
     /// ```
     pub fn set_name(&self, name: impl Into<Cow<'static, str>>) {
         let name = name.into();
@@ -67,10 +72,14 @@ impl Span {
         });
     }
 
-    /// Sets the span's type.
+    /// Sets the span's type (Opik's `type`; `general` by default, see [`SpanType`]), for a
+    /// span whose kind is known only once it runs; otherwise open it with
+    /// [`child_of_type`](Self::child_of_type).
     ///
     /// ```
-    /// tower_opik::Span::none().set_type(tower_opik::SpanType::Tool);
+    /// # let span = tower_opik::Span::none();
+    /// // The router decided to answer with a guardrail refusal.
+    /// span.set_type(tower_opik::SpanType::Guardrail); // "type": "guardrail"
     /// ```
     pub fn set_type(&self, span_type: SpanType) {
         self.update(|r| r.span_type = span_type);
@@ -79,10 +88,14 @@ impl Span {
     /// Sets the input. An object is kept as it is; any other value `v` is sent as
     /// `{"input": v}` (Opik wants an object). Serialized to JSON text now, once (see
     /// [`Payload::from_serialize`]); a value that cannot be serialized becomes a note
-    /// saying so.
+    /// saying so. Replaces an earlier input (no merge); a value serializing to `null`
+    /// (`()`, `None`) removes it. No input by default: the field is left out.
     ///
     /// ```
-    /// tower_opik::Span::none().set_input(serde_json::json!({"prompt": "hi"}));
+    /// # let llm = tower_opik::Span::none();
+    /// use serde_json::json;
+    /// llm.set_input(json!({"messages": [{"role": "user", "content": "Summarize this ticket"}]}));
+    /// // "input": {"messages": [...]}; a bare string would be {"input": "Summarize this ticket"}
     /// ```
     pub fn set_input(&self, input: impl Serialize) {
         if self.inner.is_some() {
@@ -91,10 +104,14 @@ impl Span {
         }
     }
 
-    /// Sets the output (wrapped as `{"output": v}` unless it is an object).
+    /// Sets the output (Opik's `output`): an object as it is, any other value `v` as
+    /// `{"output": v}`, serialized now, as [`set_input`](Self::set_input). Replaces an
+    /// earlier output; `null` removes it.
     ///
     /// ```
-    /// tower_opik::Span::none().set_output("done");
+    /// # let llm = tower_opik::Span::none();
+    /// llm.set_output("The customer asks for a refund of order 1042.");
+    /// // "output": {"output": "The customer asks for a refund of order 1042."}
     /// ```
     pub fn set_output(&self, output: impl Serialize) {
         if self.inner.is_some() {
@@ -103,10 +120,14 @@ impl Span {
         }
     }
 
-    /// Sets one metadata entry.
+    /// Sets one metadata entry (a key of Opik's `metadata` object), serialized to JSON now.
+    /// Setting a key again replaces its value; a key you set wins over the same key written
+    /// by the server layer (`http.request.method`, `http.response.status_code`, ...).
     ///
     /// ```
-    /// tower_opik::Span::none().set_metadata("http.status", 200);
+    /// # let llm = tower_opik::Span::none();
+    /// llm.set_metadata("temperature", 0.2); // "metadata": {"temperature": 0.2, ...}
+    /// llm.set_metadata("retrieved_docs", ["faq.md", "refunds.md"]);
     /// ```
     pub fn set_metadata(&self, key: impl Into<String>, value: impl Serialize) {
         if self.inner.is_some() {
@@ -116,11 +137,15 @@ impl Span {
         }
     }
 
-    /// Merges entries into the metadata (an object's keys; any other value under
-    /// `"metadata"`).
+    /// Merges entries into the metadata: each key of an object (or of a struct that
+    /// serializes to one) replaces the same key; any other value goes under `"metadata"`.
     ///
     /// ```
-    /// tower_opik::Span::none().extend_metadata(serde_json::json!({"a": 1, "b": 2}));
+    /// # let llm = tower_opik::Span::none();
+    /// #[derive(serde::Serialize)]
+    /// struct Sampling { temperature: f32, top_p: f32, max_tokens: u32 }
+    /// llm.extend_metadata(Sampling { temperature: 0.2, top_p: 0.9, max_tokens: 512 });
+    /// // "metadata": {"temperature": 0.2, "top_p": 0.9, "max_tokens": 512}
     /// ```
     pub fn extend_metadata(&self, entries: impl Serialize) {
         if self.inner.is_some() {
@@ -130,10 +155,13 @@ impl Span {
         }
     }
 
-    /// Adds a tag (tags are unique; adding one twice keeps one).
+    /// Adds a tag to Opik's `tags` list, in the order added. Tags are unique, as Opik wants
+    /// them (a `Set<String>` in its `Span.java`): adding one twice keeps one.
     ///
     /// ```
-    /// tower_opik::Span::none().add_tag("beta");
+    /// # let span = tower_opik::Span::none();
+    /// span.add_tag("rag");
+    /// span.add_tag("cache-miss"); // "tags": ["rag", "cache-miss"]
     /// ```
     pub fn add_tag(&self, tag: impl Into<String>) {
         let tag = tag.into();
@@ -145,50 +173,71 @@ impl Span {
     }
 
     /// Gives the span a feedback score, sent right after the span when it ends (Python's
-    /// `update_current_span(feedback_scores=[...])`). Several scores may have one name.
+    /// `update_current_span(feedback_scores=[...])`), to `PUT v1/private/spans/feedback-scores`.
+    /// Several scores may have one name. To score a span after it ended, use
+    /// [`SpanStore::score_span`](crate::SpanStore::score_span) with its id.
     ///
     /// ```
+    /// # let answer = tower_opik::Span::none();
     /// use tower_opik::record::FeedbackScore;
-    /// tower_opik::Span::none().add_feedback_score(FeedbackScore::new("groundedness", 0.9));
+    /// // An online check of the answer against the retrieved documents, from 0 to 1.
+    /// answer.add_feedback_score(FeedbackScore::new("groundedness", 0.9).reason("2 of 2 claims cited"));
     /// ```
     pub fn add_feedback_score(&self, score: crate::record::FeedbackScore) {
         self.update(|r| r.scores.push(score));
     }
 
-    /// Sets token usage.
+    /// Sets the token usage (Opik's `usage`: counter name to an int32 count of tokens,
+    /// `Map<String, Integer>` in its `Span.java`), replacing an earlier one. None by default.
+    /// Build it from the provider's usage object ([`Usage::from_openai`],
+    /// [`Usage::from_anthropic`]) to keep the counters Opik's cost estimate reads.
     ///
     /// ```
-    /// tower_opik::Span::none().set_usage(tower_opik::Usage::tokens(10, 20));
+    /// # let llm = tower_opik::Span::none();
+    /// use tower_opik::Usage;
+    /// llm.set_usage(Usage::tokens(812, 64));
+    /// // "usage": {"completion_tokens": 64, "prompt_tokens": 812, "total_tokens": 876}
     /// ```
     pub fn set_usage(&self, usage: Usage) {
         self.update(|r| r.usage = Some(usage));
     }
 
-    /// Sets the model of an LLM span.
+    /// Sets the model of an LLM span (Opik's `model`), as the provider names it; with the
+    /// [`provider`](Self::set_provider) and the [`usage`](Self::set_usage), it is what Opik
+    /// estimates the cost from when [`set_total_cost`](Self::set_total_cost) is not called.
+    /// None by default.
     ///
     /// ```
-    /// tower_opik::Span::none().set_model("gpt-4o");
+    /// # let llm = tower_opik::Span::none();
+    /// llm.set_model("gpt-4o-2024-08-06"); // "model": "gpt-4o-2024-08-06"
     /// ```
     pub fn set_model(&self, model: impl Into<String>) {
         let model = model.into();
         self.update(|r| r.model = Some(model));
     }
 
-    /// Sets the provider of an LLM span (`openai`, `anthropic`, ...).
+    /// Sets the provider of an LLM span (Opik's `provider`: `openai`, `anthropic`, ...).
+    /// None by default.
     ///
     /// ```
-    /// tower_opik::Span::none().set_provider("openai");
+    /// # let llm = tower_opik::Span::none();
+    /// llm.set_provider("anthropic"); // "provider": "anthropic"
     /// ```
     pub fn set_provider(&self, provider: impl Into<String>) {
         let provider = provider.into();
         self.update(|r| r.provider = Some(provider));
     }
 
-    /// Sets the estimated cost in USD. A negative or non-finite cost is ignored (Opik
-    /// refuses it).
+    /// Sets the estimated cost of the call, in US dollars (Opik's `total_estimated_cost`),
+    /// over the estimate Opik would compute from model, provider and usage. A negative or
+    /// non-finite cost is ignored, and any earlier one kept: Opik refuses a negative one
+    /// (`@DecimalMin("0.0")` in its `Span.java`) and JSON has no NaN.
     ///
     /// ```
-    /// tower_opik::Span::none().set_total_cost(0.0042);
+    /// # let llm = tower_opik::Span::none();
+    /// // 812 prompt tokens at $2.50 per million, 64 completion tokens at $10.00 per million.
+    /// let usd = 812.0 * 2.50 / 1e6 + 64.0 * 10.00 / 1e6;
+    /// llm.set_total_cost(usd); // "total_estimated_cost": 0.00267
     /// ```
     pub fn set_total_cost(&self, usd: f64) {
         if usd.is_finite() && usd >= 0.0 {
@@ -196,29 +245,52 @@ impl Span {
         }
     }
 
-    /// Records an error on the span (and on its trace, when it is the trace's root).
+    /// Records an error on the span (Opik's `error_info`: `exception_type`, `message`,
+    /// `traceback`), and on its trace when it is the trace's root. Replaces an earlier
+    /// error; the server layer's generic one for a 5xx status never replaces yours. Opik
+    /// shows the span as failed. To record a `Result` and end the span at once, see
+    /// [`end_with_result`](Self::end_with_result).
     ///
     /// ```
-    /// tower_opik::Span::none().set_error(tower_opik::ErrorInfo::new("Timeout", "no answer"));
+    /// # let llm = tower_opik::Span::none();
+    /// use tower_opik::ErrorInfo;
+    /// llm.set_error(ErrorInfo::new("RateLimited", "429 from the provider after 3 retries"));
+    /// // "error_info": {"exception_type": "RateLimited", "message": "429 ...", "traceback": "429 ..."}
     /// ```
     pub fn set_error(&self, error: ErrorInfo) {
         self.update(|r| r.error_info = Some(error));
     }
 
-    /// Sets the time to first token.
+    /// Sets the time to first token of a streamed answer, measured by the caller: sent as
+    /// Opik's `ttft`, in milliseconds with microsecond precision. Replaces an earlier
+    /// value; none by default. To measure it from the span's start, see
+    /// [`mark_first_token`](Self::mark_first_token).
     ///
     /// ```
-    /// tower_opik::Span::none().set_ttft(std::time::Duration::from_millis(180));
+    /// # let llm = tower_opik::Span::none();
+    /// use std::time::Duration;
+    /// llm.set_ttft(Duration::from_micros(412_250)); // "ttft": 412.25
     /// ```
     pub fn set_ttft(&self, ttft: Duration) {
         self.update(|r| r.ttft = Some(millis(ttft)));
     }
 
-    /// Sets the time to first token to the time elapsed since the span started (call it
-    /// when the first token of a streamed answer arrives).
+    /// Sets the time to first token (Opik's `ttft`, milliseconds) to the wall-clock time
+    /// elapsed since the span started: call it when the first chunk of a streamed answer
+    /// arrives. A later call replaces the value, so call it once. Streams wrapped with
+    /// [`Span::track_stream`] get it set for them.
     ///
     /// ```
-    /// tower_opik::Span::none().mark_first_token();
+    /// # let llm = tower_opik::Span::none();
+    /// # let chunks = ["It ", "left ", "today."];
+    /// let mut answer = String::new();
+    /// for (i, chunk) in chunks.iter().enumerate() {
+    ///     if i == 0 {
+    ///         llm.mark_first_token(); // e.g. "ttft": 412.25 when it came 412.25 ms in
+    ///     }
+    ///     answer.push_str(chunk);
+    /// }
+    /// llm.set_output(answer);
     /// ```
     pub fn mark_first_token(&self) {
         let now = Timestamp::now();
@@ -227,11 +299,13 @@ impl Span {
         });
     }
 
-    /// Sets the deployment environment (`production`, `staging`, ...), at most 150
-    /// characters (longer ones are cut).
+    /// Sets the deployment environment (Opik's `environment`: `production`, `staging`,
+    /// ...), at most 150 characters: a longer one is cut to its first 150 characters
+    /// (not bytes), since Opik refuses it. None by default.
     ///
     /// ```
-    /// tower_opik::Span::none().set_environment("staging");
+    /// # let span = tower_opik::Span::none();
+    /// span.set_environment("staging"); // "environment": "staging"
     /// ```
     pub fn set_environment(&self, environment: impl Into<String>) {
         let mut environment: String = environment.into();
@@ -243,10 +317,13 @@ impl Span {
 
     /// Sets the conversation thread of the span's trace, from any span of it: the same as
     /// `update_trace(TraceUpdate::new().thread_id(..))`. Only the service that started the
-    /// trace writes the trace record, so elsewhere this does nothing.
+    /// trace writes the trace record, so elsewhere this does nothing. Opik's `thread_id`
+    /// groups the traces of one conversation (one per user turn) in its Threads view.
     ///
     /// ```
-    /// tower_opik::Span::none().set_thread_id("conversation-42");
+    /// # let span = tower_opik::Span::none();
+    /// # let session_id = 42;
+    /// span.set_thread_id(format!("support-chat-{session_id}")); // trace "thread_id"
     /// ```
     pub fn set_thread_id(&self, thread_id: impl Into<String>) {
         self.update_trace(super::TraceUpdate::new().thread_id(thread_id));

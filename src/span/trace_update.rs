@@ -44,20 +44,27 @@ pub struct TraceUpdate {
 }
 
 impl TraceUpdate {
-    /// An update that changes nothing.
+    /// An update that changes nothing (the same as `TraceUpdate::default()`); chain the
+    /// changes onto it and apply it with [`Span::update_trace`] or
+    /// [`update_current_trace`](crate::update_current_trace).
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new();
-    /// assert_eq!(u, tower_opik::TraceUpdate::default());
+    /// # let span = tower_opik::Span::none();
+    /// # let user_tier = "gold";
+    /// use tower_opik::TraceUpdate;
+    /// // Deep in a handler: what this request turned out to be, written on the whole trace.
+    /// span.update_trace(TraceUpdate::new().name("refund request").metadata("customer_tier", user_tier));
     /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Renames the trace (by default it has its root span's name).
+    /// Renames the trace (Opik's trace `name`; by default its root span's name, such as
+    /// `"POST /chat"`). Last write wins.
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().name("checkout");
+    /// # let intent = "refund";
+    /// let u = tower_opik::TraceUpdate::new().name(format!("support: {intent}")); // "name": "support: refund"
     /// ```
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
@@ -65,10 +72,13 @@ impl TraceUpdate {
     }
 
     /// Merges into the trace's input: an object's keys (each replacing the same key), any
-    /// other value under `"input"`. Serialized now.
+    /// other value under `"input"`. Serialized now. The keys are merged over the root
+    /// span's input in the trace record (the root span keeps its own).
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().input(serde_json::json!({"question": "why?"}));
+    /// use serde_json::json;
+    /// let u = tower_opik::TraceUpdate::new().input(json!({"question": "Where is my order?"}));
+    /// // trace "input": {...the root span's keys..., "question": "Where is my order?"}
     /// ```
     pub fn input(mut self, input: impl Serialize) -> Self {
         self.input.extend(input, "input");
@@ -78,27 +88,30 @@ impl TraceUpdate {
     /// Merges into the trace's output (as [`input`](Self::input), under `"output"`).
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().output("because");
+    /// let u = tower_opik::TraceUpdate::new().output("It left the warehouse today.");
+    /// // trace "output": {"output": "It left the warehouse today."}
     /// ```
     pub fn output(mut self, output: impl Serialize) -> Self {
         self.output.extend(output, "output");
         self
     }
 
-    /// Sets one metadata entry of the trace.
+    /// Sets one metadata entry of the trace (serialized now), over the root span's
+    /// metadata key of the same name.
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().metadata("customer_tier", "gold");
+    /// let u = tower_opik::TraceUpdate::new().metadata("retrieved_docs", 3); // "metadata": {"retrieved_docs": 3, ...}
     /// ```
     pub fn metadata(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
         self.metadata.insert(key, value);
         self
     }
 
-    /// Adds a tag to the trace (tags are unique).
+    /// Adds a tag to the trace, after the root span's tags (tags are unique: Opik refuses
+    /// duplicates, so one added twice is kept once).
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().tag("beta").tag("beta");
+    /// let u = tower_opik::TraceUpdate::new().tag("escalated"); // "tags": [..., "escalated"]
     /// ```
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         let tag = tag.into();
@@ -108,20 +121,25 @@ impl TraceUpdate {
         self
     }
 
-    /// Groups the trace into a conversation thread (unique per project, user-defined).
+    /// Groups the trace into a conversation thread (Opik's `thread_id`: any text you
+    /// choose, unique per project; each trace is one turn). None by default.
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().thread_id("conversation-42");
+    /// # let session_id = 42;
+    /// let u = tower_opik::TraceUpdate::new().thread_id(format!("support-chat-{session_id}"));
     /// ```
     pub fn thread_id(mut self, thread_id: impl Into<String>) -> Self {
         self.thread_id = Some(thread_id.into());
         self
     }
 
-    /// Records an error on the trace (by default it has its root span's).
+    /// Records an error on the trace (Opik's `error_info`; by default the trace has its root
+    /// span's). Last write wins.
     ///
     /// ```
-    /// let u = tower_opik::TraceUpdate::new().error(tower_opik::ErrorInfo::new("Refused", "guardrail"));
+    /// use tower_opik::{ErrorInfo, TraceUpdate};
+    /// // The request answered 200, but a guardrail refused the answer: the trace failed.
+    /// let u = TraceUpdate::new().error(ErrorInfo::new("GuardrailRefused", "PII in the answer"));
     /// ```
     pub fn error(mut self, error: ErrorInfo) -> Self {
         self.error_info = Some(error);
@@ -129,10 +147,12 @@ impl TraceUpdate {
     }
 
     /// Gives the trace a feedback score, sent right after the trace record when its root
-    /// ends (Python's `update_current_trace(feedback_scores=[...])`).
+    /// ends (Python's `update_current_trace(feedback_scores=[...])`), to
+    /// `PUT v1/private/traces/feedback-scores`.
     ///
     /// ```
     /// use tower_opik::record::FeedbackScore;
+    /// // 1.0: the conversation ended with the customer's issue resolved.
     /// let u = tower_opik::TraceUpdate::new().feedback_score(FeedbackScore::new("resolved", 1.0));
     /// ```
     pub fn feedback_score(mut self, score: FeedbackScore) -> Self {
