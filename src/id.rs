@@ -6,8 +6,8 @@
 //!
 //! - every id is a version-7 UUID (always enforced: 400 otherwise);
 //! - with the backend's ingestion window on (`uuidValidation`, a window of 12 h to 45 days,
-//!   24 h by default; off by default in a self-hosted Opik since late 2026, on where the
-//!   operator enables it), the id of a *new* trace or span must carry a time within the
+//!   24 h by default; off by default in a self-hosted Opik since its PR #7214, on where
+//!   the operator enables it), the id of a *new* trace or span must carry a time within the
 //!   window around now, and a *referenced* id (a span's `trace_id`, `parent_span_id`) must
 //!   not carry a time beyond the window ahead of now; an old referenced id is fine (late
 //!   spans of old traces are normal).
