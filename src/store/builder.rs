@@ -207,9 +207,12 @@ impl SpanStoreBuilder {
     ///   A file that cannot be read back (truncated, damaged) is skipped with a warning,
     ///   renamed `*.json.corrupt`, and its records counted in
     ///   [`StoreStats::spool_dropped`](super::StoreStats::spool_dropped).
-    /// - **Bound**: [`spool_max_bytes`](Self::spool_max_bytes) (1 GiB by default). When
-    ///   full, the newest batch is dropped (counted, reason
-    ///   [`SpoolFull`](super::LossReason::SpoolFull)): the oldest are already safe on disk.
+    /// - **Bound**: [`spool_max_bytes`](Self::spool_max_bytes) (1 GiB by default; 0 is no
+    ///   spool). When full, the newest batch is the one refused (the oldest are already
+    ///   safe on disk), as is one the file system refuses: it is then retried in memory as
+    ///   without a spool, and counted (reason [`SpoolFull`](super::LossReason::SpoolFull)
+    ///   or [`SpoolUnwritable`](super::LossReason::SpoolUnwritable)) only if that fails
+    ///   too. A directory removed while in use is made and locked again.
     /// - **Replay is safe**: Opik's batch endpoints are upserts by id (a batch delivered
     ///   twice, after a crash between delivery and deletion, is stored once).
     /// - **One store per directory**: the directory is locked while the store lives

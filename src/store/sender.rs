@@ -198,7 +198,9 @@ impl Sender {
                     let reason = LossReason::Rejected { status };
                     self.give_up(reason, &batch, message, &mut unresolved);
                 }
-                Err(ExportError::Retryable { .. }) if self.spool.is_some() => {
+                Err(ExportError::Retryable { .. })
+                    if self.spool.is_some() && self.refused_by_spool.is_none() =>
+                {
                     self.to_spool(batch, &mut unresolved).await;
                 }
                 Err(ExportError::Retryable { reason, .. }) => {
@@ -325,8 +327,8 @@ impl Sender {
         }
         // The spool cannot take it (full, a disk error): never worse than no spool, the
         // batch is retried in memory as the policy allows.
+        // (It keeps the spool to hear of a shutdown out of time, never to write to it.)
         let fallback = Sender {
-            spool: None,
             refused_by_spool: Some(refused),
             ..self.clone()
         };
@@ -399,13 +401,17 @@ impl Sender {
                 }
             };
             if let Some(spool) = &self.spool {
-                // Not retried in memory: the spool's replayer retries it. (A shutdown out
-                // of time is no failure of Opik's: not logged as one.)
-                if !spool.is_abandoned() {
+                // A shutdown out of time is no failure of Opik's: not logged as one.
+                if spool.is_abandoned() {
+                    return Err(err);
+                }
+                if self.refused_by_spool.is_none() {
+                    // Not retried in memory: the spool's replayer retries it.
                     self.failing(&err);
                     spool.set_outage(true);
+                    return Err(err);
                 }
-                return Err(err);
+                // The spool refused this batch: retried in memory, below.
             }
             self.failing(&err);
             let wait = self.retry.wait(failures, retry_after);
@@ -421,7 +427,14 @@ impl Sender {
             let wait = wait.duration;
             tracing::debug!(target: "tower_opik", error = %err, ?wait, "export failed, retrying");
             self.counters.retry();
-            tokio::time::sleep(wait).await;
+            match &self.spool {
+                None => tokio::time::sleep(wait).await,
+                // A shutdown out of time ends the wait of a batch the spool refused.
+                Some(spool) => tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = spool.abandoned() => {}
+                },
+            }
         }
     }
 
