@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod python;
+pub mod spool;
 
 use std::time::Duration;
 

@@ -205,6 +205,14 @@ impl Spool {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     // Removed under us: nothing is on disk any more.
                     self.counters.spool_reset();
+                } else if let Some(suppressed) = IO_WARNING.check() {
+                    tracing::warn!(
+                        target: "tower_opik",
+                        suppressed,
+                        dir = %self.dir.display(),
+                        error = %e,
+                        "cannot list the Opik spool directory: nothing is replayed until it can be"
+                    );
                 }
                 return Vec::new();
             }
