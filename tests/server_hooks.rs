@@ -127,3 +127,72 @@ async fn hooks_are_not_called_for_requests_not_traced() {
     assert_eq!(*calls.lock().unwrap(), 0);
     assert!(opik.spans().is_empty());
 }
+
+#[tokio::test]
+async fn a_hook_that_panics_never_takes_the_request_or_the_process_down() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    let current_in_hooks: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let (seen_req, seen_res) = (current_in_hooks.clone(), current_in_hooks.clone());
+    let app = Router::new()
+        .route("/request", get(|| async { "fine" }))
+        .route("/response", get(|| async { "fine" }))
+        .route(
+            "/failure",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .layer(
+            OpikLayer::new(store.clone())
+                .on_request(move |head, span| {
+                    seen_req
+                        .lock()
+                        .unwrap()
+                        .push(current_span().id() == span.id());
+                    if head.uri().path() == "/request" {
+                        panic!("a bug in my on_request");
+                    }
+                })
+                .on_response(move |_, span| {
+                    seen_res
+                        .lock()
+                        .unwrap()
+                        .push(current_span().id() == span.id());
+                })
+                .on_failure(|_, _| panic!("a bug in my on_failure")),
+        );
+    let addr = serve(app).await;
+    let client = http_client();
+    for (path, status) in [
+        ("/request", StatusCode::OK),
+        ("/failure", StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let answer = client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{path} answered");
+        answer.text().await.unwrap();
+    }
+    flushed(&store).await;
+    let request = span_named(&opik, "GET /request");
+    assert_eq!(request["error_info"]["exception_type"], "Panic");
+    // (Then `on_failure` saw that error, and panicked too: the last panic's message.)
+    assert!(
+        request["error_info"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a bug in my on_"),
+        "{request}"
+    );
+    let failure = span_named(&opik, "GET /failure");
+    assert!(failure.get("error_info").is_some(), "{failure}");
+    assert!(
+        current_in_hooks
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|current| *current),
+        "hooks run with the request's span current"
+    );
+}

@@ -42,6 +42,29 @@ pub(crate) struct ServiceConfig {
     pub(crate) hooks: Option<Arc<Hooks>>,
 }
 
+/// Runs a user's hook with the request's span current, so that a panic in it never takes
+/// the request or the process down: it is caught, recorded on the span as `Panic` (what
+/// the span's panic hook does too) and warned about, rate-limited. Not run at all while
+/// the thread unwinds from another panic (a second panic there would abort the process).
+pub(crate) fn run_hook(span: &Span, hook: &'static str, f: impl FnOnce()) {
+    if std::thread::panicking() {
+        return;
+    }
+    let caught = span.in_scope(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    if let Err(payload) = caught {
+        crate::context::panic::record_caught(span, &*payload);
+        static WARNING: crate::warn::RateLimit = crate::warn::RateLimit::new();
+        if let Some(suppressed) = WARNING.check() {
+            tracing::warn!(
+                target: "tower_opik",
+                suppressed,
+                "the OpikLayer::{hook} hook panicked: the request goes on, the panic is \
+                 recorded on its span"
+            );
+        }
+    }
+}
+
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")

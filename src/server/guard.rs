@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use super::config::Hooks;
+use super::config::{Hooks, run_hook};
 
 use crate::classify::FailureClassifier;
 use crate::record::ErrorInfo;
@@ -123,7 +123,7 @@ impl SpanGuard {
     /// Runs the user's `on_response` hook with the response head.
     pub(crate) fn response_hook(&self, parts: &http::response::Parts) {
         if let Some(hook) = self.hooks.as_ref().and_then(|h| h.on_response.as_ref()) {
-            hook(parts, &self.span);
+            run_hook(&self.span, "on_response", || hook(parts, &self.span));
         }
     }
 
@@ -138,7 +138,7 @@ impl SpanGuard {
         if let Some(hook) = self.hooks.as_ref().and_then(|h| h.on_failure.as_ref())
             && let Some(error) = self.span.error_info()
         {
-            hook(&error, &self.span);
+            run_hook(&self.span, "on_failure", || hook(&error, &self.span));
         }
         self.span.end();
     }

@@ -144,6 +144,11 @@ impl OpikLayer {
 }
 
 impl OpikLayer {
+    /// Every hook runs with the request's span current (so `current_span()` and spans
+    /// opened inside are the request's), and a hook that panics neither fails the request
+    /// nor takes the process down: the panic is caught, recorded on the span as `Panic`,
+    /// and logged at WARN (rate-limited). Hooks of an inner `OpikLayer` whose outer layer
+    /// traces the request do not run (one request, one span: the outer layer's hooks do).
     fn with_hooks(self, f: impl FnOnce(&mut Hooks)) -> Self {
         self.with(|c| f(Arc::make_mut(c.hooks.get_or_insert_with(Default::default))))
     }
@@ -153,7 +158,8 @@ impl OpikLayer {
     /// header, a client version) as metadata or tags. Not called for requests not traced
     /// ([`skip`](Self::skip), tracing off, an outer layer's request); called for a trace
     /// sampled out (its span records nothing). Replaces an earlier `on_request`. Like
-    /// tower-http's `TraceLayer::on_request`.
+    /// tower-http's `TraceLayer::on_request`. It runs with the span current; a panic in it
+    /// is caught and recorded on the span, and the request goes on.
     ///
     /// ```
     /// let layer = tower_opik::OpikLayer::new(tower_opik::SpanStore::disabled())
@@ -175,7 +181,8 @@ impl OpikLayer {
     /// has spoken: record a response header, or call [`Span::set_error`] to count as a
     /// failure an answer the classifier lets pass (a 200 whose `x-degraded` header says
     /// otherwise). Not called when your service fails or panics before answering.
-    /// Replaces an earlier `on_response`.
+    /// Replaces an earlier `on_response`. It runs with the span current; a panic in it is
+    /// caught and recorded on the span, and the response goes on.
     ///
     /// ```
     /// use tower_opik::ErrorInfo;
@@ -197,6 +204,13 @@ impl OpikLayer {
     /// error, an error from your service or its body, a panic, a cancelled request, or an
     /// error your code set), with the error and the span, just before the span ends:
     /// count it, log it, add metadata. Replaces an earlier `on_failure`.
+    ///
+    /// It sees the failures of requests this layer records: not those of a request
+    /// skipped, of a trace sampled out ([`sample_rate`](Self::sample_rate)), or with tracing
+    /// off ([`SpanStore::disabled`]): their span records nothing, so holds no error. Count
+    /// all failures with a metrics layer of your own, not here. A panic in the hook is
+    /// caught and recorded on the span; it is never run while the thread unwinds from
+    /// another panic (that would abort the process).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};

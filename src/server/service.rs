@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
-use super::config::ServiceConfig;
+use super::config::{ServiceConfig, run_hook};
 use super::future::ResponseFuture;
 use super::guard::SpanGuard;
 use super::request::{RequestHead, method_name};
@@ -132,7 +132,7 @@ impl<S> OpikService<S> {
             r.name_from_route = name_from_route;
         });
         if let Some(on_request) = config.hooks.as_ref().and_then(|h| h.on_request.as_ref()) {
-            on_request(&head, &span);
+            run_hook(&span, "on_request", || on_request(&head, &span));
         }
         if let Some(remote) = extracted.headers {
             request.extensions_mut().insert(remote);
