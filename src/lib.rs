@@ -52,3 +52,36 @@ pub use tower_opik_macros::track;
 #[cfg(feature = "macros")]
 #[doc(hidden)]
 pub use track::__private;
+
+/// The names most code needs, and none of the crate's module names: `use
+/// tower_opik::prelude::*;`. (A glob of the crate root, `use tower_opik::*;`, also brings
+/// the module `tower_opik::tracing`, which then shadows the `tracing` crate in
+/// `tracing::info!`.)
+///
+/// ```
+/// use tower_opik::prelude::*;
+/// use tracing::*;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = SpanStore::disabled(); // SpanStore::from_env() in a real service
+/// let request = store.root_span("answer");
+/// async {
+///     let llm = current_span().child_of_type("completion", SpanType::Llm);
+///     info!("calling the model"); // `tracing`'s, unambiguous
+///     llm.set_usage(Usage::tokens(12, 30));
+///     llm.end();
+/// }
+/// .in_span(request.clone())
+/// .await;
+/// request.end();
+/// # }
+/// ```
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::track;
+    pub use crate::{
+        DistributedHeaders, ErrorInfo, OpikConfig, OpikFutureExt, OpikLayer, OpikStreamExt, Span,
+        SpanStore, SpanType, TraceUpdate, Usage, current_span, spawn, update_current_trace,
+    };
+}

@@ -189,9 +189,19 @@ pub(crate) fn parse(text: &str, path: &Path) -> Result<FileValues, ConfigError> 
             return Err(err(
                 line_no,
                 &format!(
-                    "`{key}` is tower-opik's, not the Opik SDK's: in [opik] it makes Opik's \
-                     Python SDK refuse this file (it forbids keys it does not know); put it \
-                     under a [{OURS}] section"
+                    "`{key}` is tower-opik's, not the Opik SDK's: in [{name}] it makes Opik's \
+                     Python SDK refuse this file (it reads [DEFAULT] into [opik], and forbids \
+                     keys it does not know there); put it under a [{OURS}] section"
+                ),
+            ));
+        }
+        if name == OURS && !OUR_KEYS.contains(&key.as_str()) {
+            // Our own section: a typo must not silently mean "no spool".
+            return Err(err(
+                line_no,
+                &format!(
+                    "unknown key `{key}` in [{OURS}] (its keys: {})",
+                    OUR_KEYS.join(", ")
                 ),
             ));
         }

@@ -144,7 +144,7 @@ pub const UNFINISHED_KEY: &str = "tower_opik.unfinished";
 /// tower_opik::current_span().child("forgotten");
 /// ```
 #[derive(Clone, Default)]
-#[must_use = "a span records when it ends: keep it and call `end()` (or run code in it with `in_span` / `in_scope`)"]
+#[must_use = "a span does nothing unless you record on it, run code in it (`in_span`, `in_scope`) or, for one you started, `end()` it"]
 pub struct Span {
     inner: Option<Arc<Inner>>,
     /// A none span that [`current_span`](crate::current_span) answered outside any span:

@@ -223,6 +223,18 @@ mod tests {
         );
     }
 
+    /// A span whose input is `n` bytes of text.
+    fn sized(n: usize) -> Record {
+        let mut r = SpanRecord::new(
+            crate::id::new_id(),
+            crate::id::new_id(),
+            "x",
+            Timestamp::now(),
+        );
+        r.input = crate::record::Payload::from_serialize("y".repeat(n), "input");
+        r.into()
+    }
+
     /// Whether a wake-up is waiting (polled once: no timing involved).
     fn woken(queue: &RecordQueue) -> bool {
         use futures_util::FutureExt as _;
@@ -254,16 +266,6 @@ mod tests {
     #[test]
     fn large_records_wake_the_task_every_eighth_of_the_byte_bound() {
         let queue = RecordQueue::new(100, 64 * 1024, 1000, Arc::default());
-        let sized = |n: usize| -> Record {
-            let mut r = SpanRecord::new(
-                crate::id::new_id(),
-                crate::id::new_id(),
-                "x",
-                Timestamp::now(),
-            );
-            r.input = crate::record::Payload::from_serialize("y".repeat(n), "input");
-            r.into()
-        };
         queue.push(sized(4000)).unwrap();
         assert!(!woken(&queue), "4 KB of 64: below an eighth");
         queue.push(sized(4000)).unwrap();
@@ -310,16 +312,6 @@ mod tests {
     fn the_byte_bound_refuses_what_would_pass_it() {
         let counters = Arc::new(Counters::default());
         let queue = RecordQueue::new(100, 4096, 10, counters.clone());
-        let sized = |n: usize| -> Record {
-            let mut r = SpanRecord::new(
-                crate::id::new_id(),
-                crate::id::new_id(),
-                "x",
-                Timestamp::now(),
-            );
-            r.input = crate::record::Payload::from_serialize("y".repeat(n), "input");
-            r.into()
-        };
         assert!(queue.push(sized(1000)).is_ok());
         assert!(queue.push(sized(1000)).is_ok());
         assert!(matches!(

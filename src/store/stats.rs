@@ -565,6 +565,17 @@ impl Counters {
             return self.lose(reason, n, message);
         }
         Self::add(&self.failed, n);
+        self.name_loss(reason, n, ids, message);
+    }
+
+    /// Adds `n` records to `reason`'s entry, with the last message and the first ids.
+    fn name_loss(
+        &self,
+        reason: LossReason,
+        n: u64,
+        ids: impl Iterator<Item = Uuid>,
+        message: impl FnOnce() -> String,
+    ) {
         let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
         let entry = losses.entry(reason).or_default();
         entry.count += n;
@@ -586,12 +597,7 @@ impl Counters {
             return;
         }
         Self::add(&self.spool_dropped, n);
-        let mut losses = self.losses.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = losses.entry(reason).or_default();
-        entry.count += n;
-        entry.message = message();
-        let room = MAX_NAMED_LOSSES.saturating_sub(entry.ids.len());
-        entry.ids.extend(ids.take(room));
+        self.name_loss(reason, n, ids, message);
     }
 
     pub(crate) fn snapshot(&self) -> StoreStats {
