@@ -62,6 +62,7 @@ pub enum SpanType {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Source {
     /// Written by an SDK (this crate).
     #[default]

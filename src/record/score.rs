@@ -105,6 +105,7 @@ impl FeedbackScore {
 /// store.record(ScoreRecord::new(ScoreTarget::Trace, trace_id, FeedbackScore::new("rating", 4.0)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ScoreTarget {
     /// A span, by its id.
     Span,
