@@ -9,12 +9,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::counters::Counters;
 use super::exporter::{ExportBatch, RecordKind};
 use super::queue::RecordQueue;
 use super::retry::RetryPolicy;
 use super::sender::Sender;
 use super::spool::Drain;
-use super::stats::{Counters, LossReason};
+use super::stats::LossReason;
 use crate::record::Record;
 
 /// Opik's limit of items in one batch call.

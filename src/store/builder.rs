@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::batcher::{BatchLimits, Batcher, OPIK_MAX_BATCH_ITEMS};
+use super::counters::{self, Counters};
 use super::queue::RecordQueue;
 use super::sender::Sender;
 use super::spool;
-use super::stats::{self, Counters};
 use super::{Exporter, OpikRestExporter, Queue, RetryPolicy, Shared, SpanStore};
 use crate::config::OpikConfig;
 use crate::warn::RateLimit;
@@ -476,7 +476,7 @@ impl SpanStoreBuilder {
                     full_warning: RateLimit::new(),
                     late_warning: RateLimit::new(),
                     spool,
-                    _live: stats::LiveStore::new(),
+                    _live: counters::LiveStore::new(),
                 }),
                 counters,
                 keep_errors_max_bytes: self.keep_errors_max_bytes,

@@ -31,6 +31,7 @@
 
 mod batcher;
 mod builder;
+mod counters;
 mod exporter;
 mod queue;
 mod rest;
@@ -48,14 +49,14 @@ use tokio::sync::{mpsc, oneshot};
 use self::queue::{RecordQueue, Refused};
 
 pub use builder::SpanStoreBuilder;
+pub(crate) use counters::no_current_span;
 pub use exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
 pub use rest::OpikRestExporter;
 pub use retry::RetryPolicy;
-pub(crate) use stats::no_current_span;
 pub use stats::{FlushReport, Loss, LossReason, StoreStats};
 
 use self::batcher::Command;
-use self::stats::Counters;
+use self::counters::Counters;
 use crate::record::Record;
 use crate::warn::RateLimit;
 
@@ -108,7 +109,7 @@ struct Queue {
     late_warning: RateLimit,
     /// Told when a shutdown runs out of time (what is left goes to disk).
     spool: Option<Arc<spool::Spool>>,
-    _live: stats::LiveStore,
+    _live: counters::LiveStore,
 }
 
 impl std::fmt::Debug for SpanStore {

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
-use super::stats::{Counters, LossReason};
+use super::counters::Counters;
+use super::stats::LossReason;
 use crate::record::Record;
 
 /// Why a push was refused. The record is dropped with it.

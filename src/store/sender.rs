@@ -22,10 +22,11 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::counters::Counters;
 use super::exporter::{ExportBatch, ExportError, Exporter};
 use super::retry::RetryPolicy;
 use super::spool::{Spool, WriteError};
-use super::stats::{Counters, LossReason};
+use super::stats::LossReason;
 use crate::warn::RateLimit;
 
 static EXPORT_WARNING: RateLimit = RateLimit::new();

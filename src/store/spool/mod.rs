@@ -26,7 +26,8 @@ use tokio::sync::{Notify, watch};
 use self::file::{CORRUPT_SUFFIX, FileName, TMP_SUFFIX, Unreadable};
 pub(crate) use self::replay::{Drain, Replayer};
 use super::ExportBatch;
-use super::stats::{Counters, LossReason};
+use super::counters::Counters;
+use super::stats::LossReason;
 use crate::warn::RateLimit;
 
 /// The default of [`SpanStoreBuilder::spool_max_bytes`](crate::store::SpanStoreBuilder::spool_max_bytes): 1 GiB.
