@@ -54,7 +54,7 @@ impl Span {
     }
 
     /// The span's id (Opik's `id`): a UUIDv7 minted when the span started, `None` for a
-    /// none span. Give it to [`SpanStore::score_span`] to score the span later (a user's
+    /// none span. Give it to [`SpanStore::score_span`](crate::SpanStore::score_span) to score the span later (a user's
     /// thumbs-up), or log it to find the span in Opik.
     ///
     /// ```
