@@ -14,35 +14,15 @@ use tower_opik::client::OpikMiddleware;
 use tower_opik::testing::LocalOpik;
 use tower_opik::{OpikConfig, OpikLayer, SpanStore};
 
-use common::{flushed, http_client, serve, store_for};
+use common::{flushed, gateway_and_worker, http_client, serve, store_for};
 
 /// A gateway (its own store and project) calling a worker (another store) for every
 /// request: two services in one test.
 async fn two_services(opik: &LocalOpik, rate: f64) -> (SpanStore, SpanStore, String) {
     let gateway_store = store_for(opik).sample_rate(rate).build().unwrap();
     let worker_store = store_for(opik).sample_rate(rate).build().unwrap();
-    let worker = serve(
-        Router::new()
-            .route("/work", get(|| async { "done" }))
-            .layer(OpikLayer::new(worker_store.clone()).project_name("worker")),
-    )
-    .await;
-    let client: ClientWithMiddleware = ClientBuilder::new(http_client())
-        .with(OpikMiddleware::new().client_spans(true))
-        .build();
-    let gateway = serve(
-        Router::new()
-            .route(
-                "/ask",
-                get(move || {
-                    let client = client.clone();
-                    async move { common::text(client.get(format!("http://{worker}/work"))).await }
-                }),
-            )
-            .layer(OpikLayer::new(gateway_store.clone()).project_name("gateway")),
-    )
-    .await;
-    (gateway_store, worker_store, format!("http://{gateway}/ask"))
+    let url = gateway_and_worker(&gateway_store, &worker_store).await;
+    (gateway_store, worker_store, url)
 }
 
 async fn send(url: &str, n: usize) {

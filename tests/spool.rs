@@ -12,16 +12,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use tower_opik::OpikLayer;
-use tower_opik::client::OpikMiddleware;
 use tower_opik::store::LossReason;
 use tower_opik::testing::LocalOpik;
 
 use common::spool::{free_addr, ids_in_spool, spool_files, spooling_store};
-use common::{FLUSH, Logs, http_client, serve};
+use common::{FLUSH, Logs, gateway_and_worker, http_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_the_queue_loses_nothing_and_delivers_each_record_once() {
@@ -29,41 +24,13 @@ async fn an_outage_longer_than_the_queue_loses_nothing_and_delivers_each_record_
     let (gateway_dir, worker_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let gateway_store = spooling_store(addr, gateway_dir.path()).build().unwrap();
     let worker_store = spooling_store(addr, worker_dir.path()).build().unwrap();
-    let worker = serve(
-        Router::new()
-            .route("/work", get(|| async { "done" }))
-            .layer(OpikLayer::new(worker_store.clone()).project_name("worker")),
-    )
-    .await;
-    let client: ClientWithMiddleware = ClientBuilder::new(http_client())
-        .with(OpikMiddleware::new().client_spans(true))
-        .build();
-    let gateway = serve(
-        Router::new()
-            .route(
-                "/ask",
-                get(move || {
-                    let client = client.clone();
-                    async move { common::text(client.get(format!("http://{worker}/work"))).await }
-                }),
-            )
-            .layer(
-                OpikLayer::new(gateway_store.clone())
-                    .project_name("gateway")
-                    .trace_id_response_header(http::HeaderName::from_static("x-trace-id")),
-            ),
-    )
-    .await;
+    let url = gateway_and_worker(&gateway_store, &worker_store).await;
 
     // Opik is down while 600 requests flow: 2,400 records, the queue holds 64.
     let client = http_client();
     let mut traces = BTreeSet::new();
     for _ in 0..600 {
-        let answer = client
-            .get(format!("http://{gateway}/ask"))
-            .send()
-            .await
-            .unwrap();
+        let answer = client.get(&url).send().await.unwrap();
         traces.insert(answer.headers()["x-trace-id"].to_str().unwrap().to_owned());
         assert_eq!(answer.text().await.unwrap(), "done");
     }
@@ -112,11 +79,7 @@ async fn an_outage_longer_than_the_queue_loses_nothing_and_delivers_each_record_
     }
 
     // Delivered directly again once Opik is back.
-    client
-        .get(format!("http://{gateway}/ask"))
-        .send()
-        .await
-        .unwrap();
+    client.get(&url).send().await.unwrap();
     let report = gateway_store.flush(FLUSH).await;
     assert_eq!(report.stats.sent, 3, "{report}");
 }

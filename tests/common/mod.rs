@@ -162,3 +162,38 @@ pub async fn flushed(store: &SpanStore) {
     let report = store.flush(FLUSH).await;
     assert!(report.completed && report.stats.failed == 0, "{report}");
 }
+
+/// Two services in one test: a gateway (`gateway`'s store, project "gateway") whose `/ask`
+/// calls a worker's `/work` (`worker`'s store, project "worker") through `OpikMiddleware`
+/// with client spans, answering "done" and the trace id in `x-trace-id`. Returns the
+/// gateway's `/ask` URL.
+pub async fn gateway_and_worker(gateway: &SpanStore, worker: &SpanStore) -> String {
+    use axum::routing::get;
+    use tower_opik::OpikLayer;
+    let worker = serve(
+        axum::Router::new()
+            .route("/work", get(|| async { "done" }))
+            .layer(OpikLayer::new(worker.clone()).project_name("worker")),
+    )
+    .await;
+    let client = reqwest_middleware::ClientBuilder::new(http_client())
+        .with(tower_opik::client::OpikMiddleware::new().client_spans(true))
+        .build();
+    let gateway = serve(
+        axum::Router::new()
+            .route(
+                "/ask",
+                get(move || {
+                    let client = client.clone();
+                    async move { text(client.get(format!("http://{worker}/work"))).await }
+                }),
+            )
+            .layer(
+                OpikLayer::new(gateway.clone())
+                    .project_name("gateway")
+                    .trace_id_response_header(http::HeaderName::from_static("x-trace-id")),
+            ),
+    )
+    .await;
+    format!("http://{gateway}/ask")
+}

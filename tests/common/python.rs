@@ -19,32 +19,11 @@ pub fn python_sdk(target_dir: &Path) -> std::io::Result<PathBuf> {
     if marker.exists() {
         return Ok(python);
     }
-    let run = |cmd: &mut Command, what: &str| -> std::io::Result<()> {
-        let status = cmd
-            .status()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{what}: {e}")))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!("{what} failed ({status})")))
-        }
-    };
     run(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
         "python3 -m venv (Python 3 with venv is needed)",
     )?;
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg(format!("opik=={OPIK_PYTHON_SDK_VERSION}")),
-        &format!("pip install opik=={OPIK_PYTHON_SDK_VERSION}"),
-    )?;
+    pip_install(&python, &format!("opik=={OPIK_PYTHON_SDK_VERSION}"))?;
     std::fs::write(&marker, OPIK_PYTHON_SDK_VERSION)?;
     Ok(python)
 }
@@ -64,23 +43,37 @@ pub fn python_sdk_with_otel(target_dir: &Path) -> std::io::Result<PathBuf> {
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(OPENTELEMETRY_PYTHON_SDK_VERSION) {
         return Ok(python);
     }
-    let what = format!("pip install opentelemetry-sdk=={OPENTELEMETRY_PYTHON_SDK_VERSION}");
-    let status = Command::new(&python)
-        .args([
+    pip_install(
+        &python,
+        &format!("opentelemetry-sdk=={OPENTELEMETRY_PYTHON_SDK_VERSION}"),
+    )?;
+    std::fs::write(&marker, OPENTELEMETRY_PYTHON_SDK_VERSION)?;
+    Ok(python)
+}
+
+/// Runs `cmd`, an error naming `what` unless it succeeds.
+fn run(cmd: &mut Command, what: &str) -> std::io::Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{what}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("{what} failed ({status})")))
+    }
+}
+
+/// `pip install --quiet <spec>` with the virtualenv's `python`.
+fn pip_install(python: &Path, spec: &str) -> std::io::Result<()> {
+    run(
+        Command::new(python).args([
             "-m",
             "pip",
             "install",
             "--quiet",
             "--disable-pip-version-check",
-        ])
-        .arg(format!(
-            "opentelemetry-sdk=={OPENTELEMETRY_PYTHON_SDK_VERSION}"
-        ))
-        .status()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{what}: {e}")))?;
-    if !status.success() {
-        return Err(std::io::Error::other(format!("{what} failed ({status})")));
-    }
-    std::fs::write(&marker, OPENTELEMETRY_PYTHON_SDK_VERSION)?;
-    Ok(python)
+            spec,
+        ]),
+        &format!("pip install {spec}"),
+    )
 }

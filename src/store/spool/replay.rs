@@ -106,7 +106,20 @@ impl Replayer {
             .await;
             let (file, batch) = match read {
                 Ok((file, Ok(Some(batch)))) => (file, batch),
-                Ok((_, Ok(None))) | Err(_) => continue, // gone, or set aside
+                Ok((_, Ok(None))) => continue, // gone, or set aside
+                Err(panicked) => {
+                    // The file stays on disk and is tried again at the next listing.
+                    static PANIC_WARNING: RateLimit = RateLimit::new();
+                    if let Some(suppressed) = PANIC_WARNING.check() {
+                        tracing::warn!(
+                            target: "tower_opik",
+                            suppressed,
+                            error = %panicked,
+                            "reading an Opik spool file panicked: it stays in the spool"
+                        );
+                    }
+                    continue;
+                }
                 Ok((file, Err(e))) => {
                     static READ_WARNING: RateLimit = RateLimit::new();
                     if let Some(suppressed) = READ_WARNING.check() {
