@@ -32,7 +32,7 @@
 //! - when the spool filled (`spool_dropped` > 0): the drops are all `spool full`, and the
 //!   room left is less than one batch (the largest file), so what was dropped did not fit.
 //!
-//! With `--test` (CI's smoke run: `cargo bench --all-features -- --test`), it runs three
+//! With `--test` (CI's smoke run: `cargo test --all-features --bench '*' -- --test`), it runs three
 //! short children of itself one after the other, each `TOWER_OPIK_BENCH_SECONDS` long
 //! (default 3): without a spool, with the default spool, and with a 4 MiB spool that fills.
 //!

@@ -37,7 +37,7 @@
 //! queue capacity; default: a whole round's records, as the store's own 2,048 drops at this
 //! rate), `WHOLE_COST_OTEL_QUEUE` (the batch processor's, likewise), `WHOLE_COST_YIELD`
 //! (yield every that many requests; default 64, 0 never). With `--test` (as
-//! `cargo bench -- --test` in CI), N defaults to 2000 and rounds to 1.
+//! `cargo test --bench '*' -- --test` in CI), N defaults to 2000 and rounds to 1.
 
 mod common;
 
