@@ -1,16 +1,19 @@
 //! The store's commands over loopback against LocalOpik: flushes coalesce and skip callers
 //! that gave up, `shutdown` closes the queue at once and is idempotent, and a store whose
 //! runtime dropped its export task refuses (and counts) records instead of queueing them
-//! for nobody.
+//! for nobody; flush and shutdown are bounded when the backend hangs, a store refuses
+//! records after shutdown, and batches lost to a runtime that stops are counted.
 
 #![cfg(feature = "testing")]
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use tower_opik::store::LossReason;
 use tower_opik::testing::LocalOpik;
+use tower_opik::{OpikConfig, SpanStore};
 
 use common::{FLUSH, store_for};
 
@@ -215,4 +218,110 @@ async fn a_panicking_exporter_is_counted_as_such_and_the_store_goes_on() {
             .any(|l| l.reason == tower_opik::store::LossReason::RuntimeStopped),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn flush_and_shutdown_are_bounded_when_the_backend_hangs_or_drops() {
+    let opik = LocalOpik::start().await.unwrap();
+    opik.faults().drop_next(1_000);
+    // Retries that outlast the test: what is pending stays pending (none given up).
+    let store = store_for(&opik)
+        .retry(
+            common::fast_retry()
+                .max_attempts(u32::MAX)
+                .max_elapsed(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    store.root_span("never").end();
+    let started = Instant::now();
+    let report = store.flush(Duration::from_millis(300)).await;
+    assert!(!report.completed);
+    let report = store.shutdown(Duration::from_millis(300)).await;
+    assert!(!report.completed);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(report.stats.pending(), 2, "{report}");
+}
+
+#[tokio::test]
+async fn shutdown_delivers_then_refuses_new_records() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik).build().unwrap();
+    store.root_span("before").end();
+    let report = store.shutdown(FLUSH).await;
+    assert!(report.completed && report.stats.sent == 2, "{report}");
+    store.root_span("after").end();
+    let stats = store.stats();
+    assert_eq!(stats.dropped, 2);
+    assert!(
+        stats
+            .losses
+            .iter()
+            .any(|l| l.reason == LossReason::ShutDown)
+    );
+    let again = store.flush(Duration::from_millis(100)).await;
+    assert!(again.completed, "{again}");
+}
+
+#[tokio::test]
+async fn the_flush_interval_sends_without_an_explicit_flush() {
+    let opik = LocalOpik::start().await.unwrap();
+    let store = store_for(&opik)
+        .flush_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    store.root_span("timed").end();
+    assert!(opik.wait_for_spans(1, Duration::from_secs(10)).await);
+    assert!(opik.wait_for_traces(1, Duration::from_secs(10)).await);
+}
+
+#[test]
+fn a_store_dropped_with_its_runtime_counts_what_it_lost() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(async {
+        let store = SpanStore::builder()
+            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
+            .flush_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        store.root_span("orphan").end();
+        store
+    });
+    drop(runtime);
+    let stats = store.stats();
+    assert_eq!(stats.failed, 2, "{stats}");
+    assert_eq!(stats.losses[0].reason, LossReason::RuntimeStopped);
+}
+
+#[test]
+fn a_batch_in_flight_when_the_runtime_stops_is_counted() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, opik) = runtime.block_on(async {
+        let opik = LocalOpik::start().await.unwrap();
+        opik.faults().set_delay(Some(Duration::from_secs(3600)));
+        let store = store_for(&opik).build().unwrap();
+        store.root_span("stuck").end();
+        // The batch goes out and hangs; the flush gives up waiting.
+        let report = store.flush(Duration::from_millis(200)).await;
+        assert!(!report.completed, "{report}");
+        (store, opik)
+    });
+    drop(runtime);
+    let stats = store.stats();
+    assert_eq!((stats.failed, stats.pending()), (2, 0), "{stats}");
+    assert!(
+        stats
+            .losses
+            .iter()
+            .all(|l| l.reason == LossReason::RuntimeStopped),
+        "{stats}"
+    );
+    drop(opik);
 }

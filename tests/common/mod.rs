@@ -3,6 +3,8 @@
 
 pub mod python;
 pub mod spool;
+#[cfg(feature = "tracing")]
+pub mod tracing_env;
 
 use std::time::Duration;
 

@@ -41,11 +41,14 @@
 //! the store's byte bound instead: `max_queued_bytes + (export_concurrency + 2) ×
 //! max_batch_bytes` plus 16 MiB.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod spool_dir;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+use spool_dir::{OnDisk, SpoolDir};
 
 use common::{PAYLOADS, env_number, llm_payload, llm_records, llm_span, rss, summary};
 use serde_json::Value;
@@ -484,111 +487,6 @@ fn finish(
         );
     }
     checks.exit_code()
-}
-
-/// The spool mode's directory: fresh, under the system's temporary directory, and removed
-/// when dropped.
-struct SpoolDir {
-    path: PathBuf,
-    max_bytes: u64,
-}
-
-impl SpoolDir {
-    /// `Some` with `TOWER_OPIK_BENCH_SPOOL=1`, bounded by `TOWER_OPIK_BENCH_SPOOL_MIB`.
-    fn from_env() -> Option<Self> {
-        if env_number("TOWER_OPIK_BENCH_SPOOL", 0u8) == 0 {
-            return None;
-        }
-        let mib: u64 = env_number("TOWER_OPIK_BENCH_SPOOL_MIB", 1024);
-        let path = std::env::temp_dir().join(format!(
-            "tower-opik-dead-backend-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir(&path).expect("a fresh spool directory");
-        Some(Self {
-            path,
-            max_bytes: mib << 20,
-        })
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            ", spooling to {} (at most {:.0} MiB)",
-            self.path.display(),
-            mib(self.max_bytes)
-        )
-    }
-}
-
-impl Drop for SpoolDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// What the spool directory holds, read from the files themselves.
-#[derive(Debug, Default)]
-struct OnDisk {
-    /// Complete spool files (`*.json` named as the spool names them).
-    files: u64,
-    bytes: u64,
-    /// Records, as the files' names count them.
-    records: u64,
-    largest: u64,
-    /// Files whose content does not match the CRC-32 in their name.
-    bad_crc: u64,
-    /// Anything else but the lock: `*.tmp`, `*.corrupt`, unexpected names.
-    others: Vec<String>,
-}
-
-impl OnDisk {
-    /// With `verify`, reads each file to check its CRC-32.
-    fn read(dir: &std::path::Path, verify: bool) -> Self {
-        let mut disk = Self::default();
-        for entry in std::fs::read_dir(dir).expect("the spool directory") {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name == ".lock" {
-                continue;
-            }
-            // `{uuid}-{kind}-{records}-{crc32}.json`
-            let parsed = name.strip_suffix(".json").and_then(|stem| {
-                let parts: Vec<&str> = stem.split('-').collect();
-                match parts[..] {
-                    [_, _, records, crc] => Some((
-                        records.parse::<u64>().ok()?,
-                        u32::from_str_radix(crc, 16).ok()?,
-                    )),
-                    _ => None,
-                }
-            });
-            let Some((records, crc)) = parsed else {
-                disk.others.push(name);
-                continue;
-            };
-            let Ok(meta) = entry.metadata() else {
-                continue; // gone since listed
-            };
-            let bytes = meta.len();
-            disk.files += 1;
-            disk.bytes += bytes;
-            disk.records += records;
-            disk.largest = disk.largest.max(bytes);
-            if verify
-                && std::fs::read(entry.path())
-                    .map(|c| crc32fast::hash(&c))
-                    .ok()
-                    != Some(crc)
-            {
-                disk.bad_crc += 1;
-            }
-        }
-        disk
-    }
 }
 
 /// PASS / FAIL lines, and whether all passed.
