@@ -24,6 +24,11 @@ pub enum Error {
     BlankProjectName,
     /// The HTTPS client could not be set up.
     Tls(String),
+    /// The proxy that `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` names for Opik's endpoint
+    /// (and `NO_PROXY` does not exempt) has a scheme the built-in client does not speak:
+    /// it speaks `http://`, `socks5://` and `socks5h://`. The message names the proxy by
+    /// scheme, host and port, never its user-info.
+    Proxy(String),
     /// The spool directory ([`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir),
     /// `OPIK_SPOOL_DIR`) cannot be created, read or locked; `source` says why (kind
     /// `ResourceBusy`: another store, in this process or another, uses it).
@@ -48,6 +53,7 @@ impl std::fmt::Display for Error {
             }
             Self::BlankProjectName => f.write_str("the Opik project name is blank"),
             Self::Tls(e) => write!(f, "could not set up the HTTPS client: {e}"),
+            Self::Proxy(e) => write!(f, "cannot reach Opik through its proxy: {e}"),
             Self::Spool { dir, source } => {
                 write!(f, "cannot use the Opik spool directory {}: {source}", dir.display())
             }

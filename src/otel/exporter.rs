@@ -31,7 +31,8 @@ pub const OTLP_TRACES_PATH: &str = "v1/private/otel/v1/traces";
 ///
 /// [`Error::NoRuntime`](crate::Error::NoRuntime) outside a tokio runtime;
 /// [`Error::InvalidApiKey`](crate::Error::InvalidApiKey) when the key cannot be a header;
-/// [`Error::Tls`](crate::Error::Tls) as [`OpikRestExporter::new`](crate::store::OpikRestExporter::new).
+/// [`Error::Tls`](crate::Error::Tls) and [`Error::Proxy`](crate::Error::Proxy) as
+/// [`OpikRestExporter::new`](crate::store::OpikRestExporter::new).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

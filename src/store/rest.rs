@@ -21,9 +21,12 @@ const MAX_ERROR_BODY: usize = 2048;
 /// [`new`](Self::new) sends with our own client: hyper on rustls with the platform's
 /// certificate verifier and the crypto provider the application installed as the process
 /// default, else the one a feature compiles in (`rustls-aws-lc`, the default, or
-/// `rustls-ring`). It enables nothing on the application's reqwest. To go through a
-/// proxy, trust a private CA, or send with the application's own TLS stack, hand it a
-/// `reqwest::Client` with [`with_client`](Self::with_client).
+/// `rustls-ring`). It enables nothing on the application's reqwest. It goes through the
+/// proxies the environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`,
+/// read as curl and reqwest read them: `http://`, `socks5://` and `socks5h://` proxies,
+/// credentials from the proxy URL). To choose a proxy in code, present a client
+/// certificate, or send with the application's own TLS stack, hand it a `reqwest::Client`
+/// with [`with_client`](Self::with_client).
 ///
 /// ```
 /// use tower_opik::{OpikConfig, store::OpikRestExporter};
@@ -70,7 +73,9 @@ impl OpikRestExporter {
     /// [`Error::InvalidWorkspace`](crate::Error::InvalidWorkspace) when they cannot be
     /// headers; [`Error::Tls`](crate::Error::Tls) when the HTTPS client cannot be set up, or
     /// when the URL is `https` and no rustls provider is compiled in (`rustls-aws-lc`,
-    /// `rustls-ring`) nor installed as the process default.
+    /// `rustls-ring`) nor installed as the process default;
+    /// [`Error::Proxy`](crate::Error::Proxy) when the environment names a proxy for the URL
+    /// with a scheme this client does not speak (an `https://` proxy).
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::local("http://localhost:5173/api/");

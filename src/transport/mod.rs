@@ -2,7 +2,10 @@
 //! (the `rustls-*` features), or a `reqwest::Client` the application hands us.
 //!
 //! None of this enables a feature of the application's reqwest: our TLS goes through
-//! hyper-rustls, beside reqwest, with a `rustls::ClientConfig` we build ourselves.
+//! hyper-rustls, beside reqwest, with a `rustls::ClientConfig` we build ourselves. Our
+//! client goes through the proxies the environment names ([`proxy`]).
+
+mod proxy;
 
 use std::time::Duration;
 
@@ -12,6 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use proxy::{Proxies, ProxyConnector};
 
 /// A connection attempt's limit (DNS and TCP; the TLS handshake counts in the request's).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,19 +29,22 @@ pub(crate) enum Transport {
     /// The application's client, as it configured it (proxies, CAs, TLS stack).
     Reqwest(reqwest::Client),
     /// Ours, plain HTTP only (no TLS feature, or no provider and an `http://` endpoint).
-    Plain(Client<HttpConnector, Full<Bytes>>),
+    Plain(Client<ProxyConnector, Full<Bytes>>, Proxies),
     /// Ours, HTTP and HTTPS.
     #[cfg(feature = "rustls-no-provider")]
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Tls(
+        Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>,
+        Proxies,
+    ),
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Reqwest(_) => "Transport::Reqwest",
-            Self::Plain(_) => "Transport::Plain",
+            Self::Plain(..) => "Transport::Plain",
             #[cfg(feature = "rustls-no-provider")]
-            Self::Tls(_) => "Transport::Tls",
+            Self::Tls(..) => "Transport::Tls",
         })
     }
 }
@@ -58,22 +66,33 @@ pub(crate) enum TransportError {
 }
 
 impl Transport {
-    /// Our own client for `https` (or not) endpoints. Without a usable rustls provider an
-    /// `https` endpoint is an error here, at setup, not at every export.
-    /// Our own HTTP(S) client for `config`'s endpoint (see [`ours`](Self::ours)).
+    /// Our own HTTP(S) client for `config`'s endpoint, through the proxies the environment
+    /// names (see [`ours`](Self::ours)). Errors: an `https` endpoint without a rustls
+    /// provider ([`Error::Tls`](crate::Error::Tls)), a proxy for the endpoint that our
+    /// client cannot speak to ([`Error::Proxy`](crate::Error::Proxy)), both at setup
+    /// rather than at every export.
     pub(crate) fn for_config(config: &crate::OpikConfig) -> Result<Self, crate::Error> {
-        Self::ours(config.endpoint("").scheme() == "https")
+        let endpoint = config.endpoint("");
+        let proxies = Proxies::from_env();
+        if let Ok(uri) = endpoint.as_str().parse::<http::Uri>() {
+            proxies.route(&uri).map_err(crate::Error::Proxy)?;
+        }
+        Self::ours(endpoint.scheme() == "https", proxies)
     }
 
-    pub(crate) fn ours(https: bool) -> Result<Self, crate::Error> {
+    /// Our own client, through `proxies`.
+    pub(crate) fn ours(https: bool, proxies: Proxies) -> Result<Self, crate::Error> {
         #[cfg(feature = "rustls-no-provider")]
         if let Some(provider) = provider() {
-            return tls(provider).map(Self::Tls);
+            return tls(provider, proxies.clone()).map(|c| Self::Tls(c, proxies));
         }
         if https {
             return Err(crate::Error::Tls(NO_PROVIDER.to_owned()));
         }
-        Ok(Self::Plain(pooled(connector())))
+        Ok(Self::Plain(
+            pooled(ProxyConnector::new(connector(), proxies.clone())),
+            proxies,
+        ))
     }
 
     /// Sends `request` and reads at most `limit` bytes of the answer's body.
@@ -110,9 +129,9 @@ impl Transport {
                     body: body.into(),
                 })
             }
-            Self::Plain(client) => hyper_send(client, request, limit).await,
+            Self::Plain(client, proxies) => hyper_send(client, proxies, request, limit).await,
             #[cfg(feature = "rustls-no-provider")]
-            Self::Tls(client) => hyper_send(client, request, limit).await,
+            Self::Tls(client, proxies) => hyper_send(client, proxies, request, limit).await,
         }
     }
 }
@@ -145,7 +164,8 @@ fn provider() -> Option<std::sync::Arc<rustls::crypto::CryptoProvider>> {
 #[cfg(feature = "rustls-no-provider")]
 fn tls(
     provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>, crate::Error> {
+    proxies: Proxies,
+) -> Result<Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>, crate::Error> {
     let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
         .map_err(|e| crate::Error::Tls(e.to_string()))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -158,7 +178,7 @@ fn tls(
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(connector());
+        .wrap_connector(ProxyConnector::new(connector(), proxies));
     Ok(pooled(https))
 }
 
@@ -182,12 +202,18 @@ where
 
 async fn hyper_send<C>(
     client: &Client<C, Full<Bytes>>,
-    request: http::Request<Bytes>,
+    proxies: &Proxies,
+    mut request: http::Request<Bytes>,
     limit: usize,
 ) -> Result<Reply, TransportError>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
+    if let Some(auth) = proxies.authorization(request.uri()) {
+        request
+            .headers_mut()
+            .insert(http::header::PROXY_AUTHORIZATION, auth);
+    }
     let response = client.request(request.map(Full::new)).await.map_err(|e| {
         let text = error_chain(&e);
         if e.is_connect() {
@@ -255,8 +281,8 @@ mod tests {
             socket.read_exact(&mut first).await.unwrap();
             first
         });
-        let transport = Transport::ours(true).unwrap();
-        assert!(matches!(transport, Transport::Tls(_)), "{transport:?}");
+        let transport = Transport::ours(true, Proxies::none()).unwrap();
+        assert!(matches!(transport, Transport::Tls(..)), "{transport:?}");
         let result = transport
             .send(post(&format!("https://{addr}/api/x")), 16)
             .await;
@@ -281,7 +307,7 @@ mod tests {
             );
             let _ = socket.write_all(answer.as_bytes()).await;
         });
-        let reply = Transport::ours(false)
+        let reply = Transport::ours(false, Proxies::none())
             .unwrap()
             .send(post(&format!("http://{addr}/api/x")), 100)
             .await
