@@ -489,3 +489,43 @@ fn tower_opik_settings_live_in_their_own_section_which_the_python_sdk_accepts() 
     let (ok, output) = sdk_reads(&ours_in_opik.path);
     assert!(!ok && output.contains("sample_rate"), "{output}");
 }
+
+/// `check_tls_certificate`, the Python SDK's setting: on by default; off from the
+/// builder, `OPIK_CHECK_TLS_CERTIFICATE` or the file's `[opik]` section, in that order; a
+/// value that is not a boolean is an error naming where it came from.
+#[test]
+fn check_tls_certificate_comes_from_the_builder_the_environment_or_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("opik.config");
+    std::fs::write(&file, "[opik]\ncheck_tls_certificate = false\n").unwrap();
+    let from = |env: &[(&'static str, &'static str)], file_too: bool, code: Option<bool>| {
+        let mut b = OpikConfig::builder().environment(env.iter().copied());
+        b = if file_too {
+            b.config_file(&file)
+        } else {
+            b.no_config_file()
+        };
+        if let Some(check) = code {
+            b = b.check_tls_certificate(check);
+        }
+        b.build()
+    };
+    assert!(from(&[], false, None).unwrap().check_tls_certificate());
+    assert!(!from(&[], true, None).unwrap().check_tls_certificate());
+    let env = [("OPIK_CHECK_TLS_CERTIFICATE", "TRUE")];
+    assert!(from(&env, true, None).unwrap().check_tls_certificate());
+    assert!(
+        !from(&env, true, Some(false))
+            .unwrap()
+            .check_tls_certificate()
+    );
+    let c = from(&[("OPIK_CHECK_TLS_CERTIFICATE", "0")], false, None).unwrap();
+    assert!(!c.check_tls_certificate());
+    assert!(format!("{c:?}").contains("check_tls_certificate: false"));
+    let err = from(&[("OPIK_CHECK_TLS_CERTIFICATE", "sometimes")], false, None).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("OPIK_CHECK_TLS_CERTIFICATE") && text.contains("sometimes"),
+        "{text}"
+    );
+}

@@ -35,6 +35,7 @@ pub struct OpikConfigBuilder {
     workspace: Option<String>,
     project_name: Option<String>,
     track_disable: Option<bool>,
+    check_tls_certificate: Option<bool>,
     sample_rate: Option<f64>,
     spool_dir: Option<PathBuf>,
     spool_max_bytes: Option<u64>,
@@ -66,6 +67,7 @@ impl std::fmt::Debug for OpikConfigBuilder {
             .field("workspace", &self.workspace)
             .field("project_name", &self.project_name)
             .field("track_disable", &self.track_disable)
+            .field("check_tls_certificate", &self.check_tls_certificate)
             .field("sample_rate", &self.sample_rate)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
@@ -161,6 +163,18 @@ impl OpikConfigBuilder {
     /// ```
     pub fn track_disable(mut self, disable: bool) -> Self {
         self.track_disable = Some(disable);
+        self
+    }
+
+    /// Whether the built-in client checks Opik's TLS certificate, over
+    /// `OPIK_CHECK_TLS_CERTIFICATE` and the config file (see
+    /// [`OpikConfig::check_tls_certificate`]).
+    ///
+    /// ```
+    /// let b = tower_opik::OpikConfig::builder().check_tls_certificate(false);
+    /// ```
+    pub fn check_tls_certificate(mut self, check: bool) -> Self {
+        self.check_tls_certificate = Some(check);
         self
     }
 
@@ -308,6 +322,13 @@ impl OpikConfigBuilder {
                 None => false,
             },
         };
+        let check_tls_certificate = match self.check_tls_certificate {
+            Some(b) => b,
+            None => match pick(&None, "OPIK_CHECK_TLS_CERTIFICATE", "check_tls_certificate") {
+                Some((v, source)) => parse_bool(&v, source)?,
+                None => true,
+            },
+        };
         let sample_rate = match self.sample_rate {
             Some(rate) => parse_rate(&rate.to_string(), ValueSource::Code)?,
             None => match pick_ours("OPIK_SAMPLE_RATE", "sample_rate") {
@@ -348,6 +369,7 @@ impl OpikConfigBuilder {
             workspace,
             project_name,
             track_disable,
+            check_tls_certificate,
             sample_rate,
             spool_dir,
             spool_max_bytes,

@@ -65,6 +65,7 @@ pub struct OpikConfig {
     workspace: String,
     project_name: String,
     track_disable: bool,
+    check_tls_certificate: bool,
     sample_rate: f64,
     spool_dir: Option<std::path::PathBuf>,
     spool_max_bytes: Option<u64>,
@@ -78,6 +79,7 @@ impl std::fmt::Debug for OpikConfig {
             .field("workspace", &self.workspace)
             .field("project_name", &self.project_name)
             .field("track_disable", &self.track_disable)
+            .field("check_tls_certificate", &self.check_tls_certificate)
             .field("sample_rate", &self.sample_rate)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
@@ -130,6 +132,7 @@ impl OpikConfig {
                     workspace: DEFAULT_WORKSPACE.to_owned(),
                     project_name: DEFAULT_PROJECT.to_owned(),
                     track_disable: false,
+                    check_tls_certificate: true,
                     sample_rate: 1.0,
                     spool_dir: None,
                     spool_max_bytes: None,
@@ -194,6 +197,29 @@ impl OpikConfig {
     /// ```
     pub fn track_disable(&self) -> bool {
         self.track_disable
+    }
+
+    /// Whether the built-in client checks Opik's TLS certificate (`true`, the default).
+    /// `false` comes from the builder, `OPIK_CHECK_TLS_CERTIFICATE` or the config file's
+    /// `[opik]` `check_tls_certificate`, the Opik Python SDK's setting of the same name
+    /// (its `OpikConfig`, which hands it to httpx as `verify`). For a self-signed
+    /// certificate prefer trusting it over turning checks off: the built-in client reads
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` on Linux, as the Python SDK does. With `false` the
+    /// handshake still checks that the server holds the certificate's key, but not who
+    /// issued it nor the host name; the store logs a warning when it is built. It does not
+    /// apply to a `reqwest::Client` handed in (`OpikRestExporter::with_client`).
+    ///
+    /// ```
+    /// assert!(tower_opik::OpikConfig::local("https://opik.internal/api/").check_tls_certificate());
+    /// let config = tower_opik::OpikConfig::builder()
+    ///     .environment([("OPIK_CHECK_TLS_CERTIFICATE", "false")])
+    ///     .no_config_file()
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!config.check_tls_certificate());
+    /// ```
+    pub fn check_tls_certificate(&self) -> bool {
+        self.check_tls_certificate
     }
 
     /// The share of traces recorded, 0.0 (none) to 1.0 (all, the default): from the

@@ -6,6 +6,8 @@
 //! client goes through the proxies the environment names ([`proxy`]).
 
 mod proxy;
+#[cfg(feature = "rustls-no-provider")]
+mod tls;
 
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use proxy::{Proxies, ProxyConnector};
+#[cfg(feature = "rustls-no-provider")]
+use tls::{provider, tls};
 
 /// A connection attempt's limit (DNS and TCP; the TLS handshake counts in the request's).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,15 +81,32 @@ impl Transport {
         if let Ok(uri) = endpoint.as_str().parse::<http::Uri>() {
             proxies.route(&uri).map_err(crate::Error::Proxy)?;
         }
-        Self::ours(endpoint.scheme() == "https", proxies)
+        let https = endpoint.scheme() == "https";
+        if https && !config.check_tls_certificate() {
+            tracing::warn!(
+                target: "tower_opik",
+                url = %config.url(),
+                "TLS certificate checks are off for Opik (check_tls_certificate = false): \
+                 anyone on the path can read the API key and the traces; trust the \
+                 certificate instead (SSL_CERT_FILE) where you can"
+            );
+        }
+        Self::ours(https, proxies, config.check_tls_certificate())
     }
 
-    /// Our own client, through `proxies`.
-    pub(crate) fn ours(https: bool, proxies: Proxies) -> Result<Self, crate::Error> {
+    /// Our own client, through `proxies`; `check_certificates: false` accepts any
+    /// certificate (see [`OpikConfig::check_tls_certificate`](crate::OpikConfig::check_tls_certificate)).
+    pub(crate) fn ours(
+        https: bool,
+        proxies: Proxies,
+        check_certificates: bool,
+    ) -> Result<Self, crate::Error> {
         #[cfg(feature = "rustls-no-provider")]
         if let Some(provider) = provider() {
-            return tls(provider, proxies.clone()).map(|c| Self::Tls(c, proxies));
+            return tls(provider, proxies.clone(), check_certificates)
+                .map(|c| Self::Tls(c, proxies));
         }
+        let _ = check_certificates; // plain HTTP: nothing to check
         if https {
             return Err(crate::Error::Tls(NO_PROVIDER.to_owned()));
         }
@@ -142,47 +163,7 @@ const NO_PROVIDER: &str = "HTTPS to Opik needs a rustls crypto provider: enable 
     (`rustls::crypto::CryptoProvider::install_default`) with `rustls-no-provider`, or pass \
     your own client (`OpikRestExporter::with_client`)";
 
-/// The application's process-default provider when it installed one, else the one our
-/// features compile in (aws-lc-rs, rustls's default, before ring), else none.
-#[cfg(feature = "rustls-no-provider")]
-fn provider() -> Option<std::sync::Arc<rustls::crypto::CryptoProvider>> {
-    if let Some(provider) = rustls::crypto::CryptoProvider::get_default() {
-        return Some(provider.clone());
-    }
-    #[cfg(feature = "rustls-aws-lc")]
-    return Some(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ));
-    #[cfg(all(feature = "rustls-ring", not(feature = "rustls-aws-lc")))]
-    return Some(std::sync::Arc::new(rustls::crypto::ring::default_provider()));
-    #[allow(unreachable_code)]
-    None
-}
-
-/// rustls with `provider` and the platform's verifier (the OS trust store, revocation
-/// where the OS checks it), TLS 1.2 and 1.3, HTTP/1.1.
-#[cfg(feature = "rustls-no-provider")]
-fn tls(
-    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
-    proxies: Proxies,
-) -> Result<Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>, crate::Error> {
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| crate::Error::Tls(e.to_string()))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| crate::Error::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(ProxyConnector::new(connector(), proxies));
-    Ok(pooled(https))
-}
-
-fn connector() -> HttpConnector {
+pub(crate) fn connector() -> HttpConnector {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -190,7 +171,7 @@ fn connector() -> HttpConnector {
     http
 }
 
-fn pooled<C>(connector: C) -> Client<C, Full<Bytes>>
+pub(crate) fn pooled<C>(connector: C) -> Client<C, Full<Bytes>>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone,
 {
@@ -281,7 +262,7 @@ mod tests {
             socket.read_exact(&mut first).await.unwrap();
             first
         });
-        let transport = Transport::ours(true, Proxies::none()).unwrap();
+        let transport = Transport::ours(true, Proxies::none(), true).unwrap();
         assert!(matches!(transport, Transport::Tls(..)), "{transport:?}");
         let result = transport
             .send(post(&format!("https://{addr}/api/x")), 16)
@@ -307,7 +288,7 @@ mod tests {
             );
             let _ = socket.write_all(answer.as_bytes()).await;
         });
-        let reply = Transport::ours(false, Proxies::none())
+        let reply = Transport::ours(false, Proxies::none(), true)
             .unwrap()
             .send(post(&format!("http://{addr}/api/x")), 100)
             .await

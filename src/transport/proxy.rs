@@ -288,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn http_goes_to_the_proxy_in_absolute_form_with_its_credentials() {
         let (proxy, seen) = fake_proxy("HTTP/1.1 204 No Content\r\n\r\n", false).await;
-        let transport = Transport::ours(false, Proxies::given(&proxy, "")).unwrap();
+        let transport = Transport::ours(false, Proxies::given(&proxy, ""), true).unwrap();
         let reply = transport
             .send(
                 post("http://opik.invalid:5173/api/v1/private/spans/batch"),
@@ -314,7 +314,7 @@ mod tests {
     #[tokio::test]
     async fn https_goes_through_a_connect_tunnel_and_tls_starts_inside_it() {
         let (proxy, seen) = fake_proxy("HTTP/1.1 200 Connection established\r\n\r\n", true).await;
-        let transport = Transport::ours(true, Proxies::given(&proxy, "")).unwrap();
+        let transport = Transport::ours(true, Proxies::given(&proxy, ""), true).unwrap();
         let result = transport
             .send(post("https://opik.invalid/api/v1/private/spans/batch"), 64)
             .await;
@@ -335,7 +335,7 @@ mod tests {
     async fn a_refused_tunnel_is_a_connection_error_without_the_credentials() {
         let (proxy, _seen) =
             fake_proxy("HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", false).await;
-        let transport = Transport::ours(true, Proxies::given(&proxy, "")).unwrap();
+        let transport = Transport::ours(true, Proxies::given(&proxy, ""), true).unwrap();
         let result = transport.send(post("https://opik.invalid/api/x"), 64).await;
         let Err(TransportError::Connect(text)) = result else {
             panic!("{:?}", result.map(|r| r.status));
@@ -351,7 +351,7 @@ mod tests {
         let addr = direct.rsplit('@').next().unwrap().to_owned();
         // The proxy named is a closed port: using it would fail.
         let proxies = Proxies::given("http://user:secret@127.0.0.1:9", "127.0.0.1,localhost");
-        let reply = Transport::ours(false, proxies)
+        let reply = Transport::ours(false, proxies, true)
             .unwrap()
             .send(post(&format!("http://{addr}/api/x")), 64)
             .await
@@ -413,7 +413,7 @@ mod tests {
             )
         });
         let proxies = Proxies::given(&format!("socks5h://user:secret@{addr}"), "");
-        let reply = Transport::ours(false, proxies)
+        let reply = Transport::ours(false, proxies, true)
             .unwrap()
             .send(post("http://opik.invalid:5173/api/x"), 64)
             .await
