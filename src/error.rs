@@ -25,9 +25,10 @@ pub enum Error {
     /// The HTTPS client could not be set up.
     Tls(String),
     /// The proxy that `HTTPS_PROXY`, `HTTP_PROXY` or `ALL_PROXY` names for Opik's endpoint
-    /// (and `NO_PROXY` does not exempt) has a scheme the built-in client does not speak:
-    /// it speaks `http://`, `socks5://` and `socks5h://`. The message names the proxy by
-    /// scheme, host and port, never its user-info.
+    /// (and `NO_PROXY` does not exempt) cannot be used by the built-in client: its scheme
+    /// is not `http://`, `socks5://` or `socks5h://`, or the value is not a URL. The
+    /// message names the variable or the proxy's scheme, host and port, never its
+    /// user-info.
     Proxy(String),
     /// The spool directory ([`SpanStoreBuilder::spool_dir`](crate::store::SpanStoreBuilder::spool_dir),
     /// `OPIK_SPOOL_DIR`) cannot be created, read or locked; `source` says why (kind

@@ -240,3 +240,21 @@ async fn an_unusable_proxy_is_a_build_error_without_its_credentials() {
         "{error}"
     );
 }
+
+/// A 407 reaching the store comes from a proxy (Opik never sends it): retried as an
+/// outage, as the CONNECT tunnel's 407 is, not given up as Opik's refusal.
+#[tokio::test]
+async fn a_407_from_a_proxy_is_retried_not_given_up() {
+    let opik = LocalOpik::start().await.unwrap();
+    opik.faults().fail_next(
+        2,
+        http::StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        HeaderMap::new(),
+    );
+    let store = common::store_for(&opik).build().unwrap();
+    store.root_span("after a 407").end();
+    let report = store.flush(FLUSH).await;
+    assert!(report.completed, "{report}");
+    assert_eq!((report.stats.sent, report.stats.failed), (2, 0), "{report}");
+    assert!(report.stats.retries >= 1, "{report}");
+}

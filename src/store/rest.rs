@@ -75,7 +75,7 @@ impl OpikRestExporter {
     /// when the URL is `https` and no rustls provider is compiled in (`rustls-aws-lc`,
     /// `rustls-ring`) nor installed as the process default;
     /// [`Error::Proxy`](crate::Error::Proxy) when the environment names a proxy for the URL
-    /// with a scheme this client does not speak (an `https://` proxy).
+    /// this client cannot use (an `https://` proxy, a value that is not a URL).
     ///
     /// ```
     /// let config = tower_opik::OpikConfig::local("http://localhost:5173/api/");
@@ -237,7 +237,12 @@ impl OpikRestExporter {
         } else {
             format!("{status}: {message}")
         };
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        // 407 comes from a proxy on the way, never from Opik: an outage of the path (its
+        // credentials can be fixed while records wait), as the CONNECT tunnel's 407 is.
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            || status.is_server_error()
+        {
             Err(ExportError::retryable(summary, retry_after))
         } else {
             Err(ExportError::rejected(status.as_u16(), summary))

@@ -79,7 +79,7 @@ impl Transport {
         let endpoint = config.endpoint("");
         let proxies = Proxies::from_env();
         if let Ok(uri) = endpoint.as_str().parse::<http::Uri>() {
-            proxies.route(&uri).map_err(crate::Error::Proxy)?;
+            proxies.check(&uri).map_err(crate::Error::Proxy)?;
         }
         let https = endpoint.scheme() == "https";
         if https && !config.check_tls_certificate() {
@@ -195,8 +195,14 @@ where
             .headers_mut()
             .insert(http::header::PROXY_AUTHORIZATION, auth);
     }
+    let via = proxies.describe(request.uri());
     let response = client.request(request.map(Full::new)).await.map_err(|e| {
-        let text = error_chain(&e);
+        let mut text = error_chain(&e);
+        if let Some(proxy) = via {
+            text.push_str(&format!(
+                " (through the proxy {proxy}, from the environment)"
+            ));
+        }
         if e.is_connect() {
             TransportError::Connect(text)
         } else {

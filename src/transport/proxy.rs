@@ -14,12 +14,16 @@ use std::task::{Context, Poll};
 use http::Uri;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::proxy::matcher::{Intercept, Matcher};
+use hyper_util::client::proxy::matcher::{Builder, Intercept, Matcher};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::Service;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The way around this client, in the errors above.
+const WITH_CLIENT: &str = "hand the exporters a reqwest::Client built with the proxy \
+    (`OpikRestExporter::with_client`, `otel::opik_otlp_exporter_with_client`)";
 
 /// How a destination is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,35 +38,228 @@ pub(crate) enum Route {
 
 /// The proxies in effect, and the checks made when the client is built.
 #[derive(Clone)]
-pub(crate) struct Proxies(Arc<Matcher>);
+pub(crate) struct Proxies {
+    matcher: Arc<Matcher>,
+    /// The variables read, to name the one at fault (none for [`given`](Self::given)).
+    vars: Arc<Vars>,
+}
 
 impl std::fmt::Debug for Proxies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `Matcher`'s own Debug leaves credentials out; the URI's user-info is cut here too.
+        // The proxy URLs can carry credentials.
         f.write_str("Proxies(..)")
     }
+}
+
+/// The proxy variables as hyper-util's `Matcher::from_env` reads them: the upper-case
+/// name first (as reqwest), a set but empty variable counting as set, `HTTP_PROXY`
+/// ignored when `REQUEST_METHOD` is set (a CGI environment, where it could be a request
+/// header: "httpoxy").
+#[derive(Default)]
+struct Vars {
+    all: Option<Var>,
+    http: Option<Var>,
+    https: Option<Var>,
+    /// `NO_PROXY`, as given.
+    no: String,
+}
+
+struct Var {
+    name: &'static str,
+    /// Trimmed, its scheme in lower case.
+    value: String,
+}
+
+impl Vars {
+    fn read(get: &dyn Fn(&str) -> Option<String>) -> Self {
+        let first = |names: [&'static str; 2]| {
+            names.into_iter().find_map(|name| {
+                get(name).map(|value| Var {
+                    name,
+                    value: normalise(&value),
+                })
+            })
+        };
+        let cgi = get("REQUEST_METHOD").is_some();
+        Self {
+            all: first(["ALL_PROXY", "all_proxy"]),
+            http: if cgi {
+                None
+            } else {
+                first(["HTTP_PROXY", "http_proxy"])
+            },
+            https: first(["HTTPS_PROXY", "https_proxy"]),
+            no: first(["NO_PROXY", "no_proxy"])
+                .map(|v| v.value)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The variable that names the proxy for `dst`'s scheme, if one is set and not empty.
+    fn governing(&self, dst: &Uri) -> Option<&Var> {
+        let specific = match dst.scheme_str() {
+            Some("https") => self.https.as_ref(),
+            _ => self.http.as_ref(),
+        };
+        specific
+            .filter(|v| !v.value.is_empty())
+            .or(self.all.as_ref())
+            .filter(|v| !v.value.is_empty())
+    }
+}
+
+/// Trimmed, with its scheme in lower case: hyper-util compares schemes as written
+/// (`SOCKS5H://` would otherwise be dropped, and traffic go direct).
+fn normalise(value: &str) -> String {
+    let value = value.trim();
+    match value.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => value.to_owned(),
+    }
+}
+
+/// `NO_PROXY` for hyper-util: `None` when it holds `*` (no proxy for any host, as curl
+/// reads it; hyper-util applies `*` to host names only, not to IP addresses), else the
+/// list with the ports of `host:port` entries dropped (hyper-util ignores such entries;
+/// httpx honours them; since this client only ever reaches Opik's host, the host is
+/// reached directly on every port).
+fn no_proxy(value: &str) -> Option<String> {
+    let mut entries = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "*" {
+            return None;
+        }
+        let entry = match entry.rsplit_once(':') {
+            Some((host, port))
+                if !host.contains(':')
+                    && !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                host
+            }
+            _ => entry,
+        };
+        entries.push(entry);
+    }
+    Some(entries.join(","))
 }
 
 impl Proxies {
     /// The process environment's proxies.
     pub(crate) fn from_env() -> Self {
-        Self(Arc::new(Matcher::from_env()))
+        Self::from_vars(&|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Self {
+        let vars = Vars::read(get);
+        let mut builder = Matcher::builder();
+        if let Some(no) = no_proxy(&vars.no) {
+            for (var, set) in [
+                (&vars.all, Builder::all as fn(Builder, String) -> Builder),
+                (&vars.http, Builder::http),
+                (&vars.https, Builder::https),
+            ] {
+                if let Some(var) = var {
+                    builder = set(builder, var.value.clone());
+                }
+            }
+            builder = builder.no(no);
+        }
+        Self {
+            matcher: Arc::new(builder.build()),
+            vars: Arc::new(vars),
+        }
     }
 
     /// None at all.
     #[cfg(test)]
     pub(crate) fn none() -> Self {
-        Self(Arc::new(Matcher::builder().build()))
+        Self::from_vars(&|_| None)
     }
 
     /// Given ones (`all` for every scheme, `no` as `NO_PROXY`).
     #[cfg(test)]
     pub(crate) fn given(all: &str, no: &str) -> Self {
-        Self(Arc::new(Matcher::builder().all(all).no(no).build()))
+        let (all, no) = (all.to_owned(), no.to_owned());
+        Self::from_vars(&move |name| match name {
+            "ALL_PROXY" => Some(all.clone()),
+            "NO_PROXY" => Some(no.clone()),
+            _ => None,
+        })
+    }
+
+    /// The checks made when the client is built, for Opik's endpoint `dst`: the proxy
+    /// for it has a scheme this client speaks ([`route`](Self::route)), and a proxy
+    /// variable that is set for it was understood (hyper-util drops a value it cannot
+    /// read, and traffic would go direct, unnoticed). The error names the variable, never
+    /// its value (it can hold credentials).
+    pub(crate) fn check(&self, dst: &Uri) -> Result<(), String> {
+        self.route(dst)?;
+        let Some(var) = self.vars.governing(dst) else {
+            return Ok(());
+        };
+        // A value both parsers read the same way (the `url` crate, WHATWG, as
+        // `reqwest::Url`; and hyper-util's `http::Uri`): `http://u:p#q@host` is a host `u`
+        // with a bad port to one, and something else to the other.
+        let with_scheme = if var.value.contains("://") {
+            var.value.clone()
+        } else {
+            format!("http://{}", var.value)
+        };
+        let readable = reqwest::Url::parse(&with_scheme).is_ok_and(|u| u.host_str().is_some());
+        if readable && self.intercept(dst).is_some() {
+            return Ok(());
+        }
+        // Not intercepted: either NO_PROXY exempts Opik's host, or the value was dropped.
+        let exempt = match no_proxy(&self.vars.no) {
+            None => true,
+            Some(no) => Matcher::builder()
+                .all("http://probe.invalid")
+                .no(no)
+                .build()
+                .intercept(dst)
+                .is_none(),
+        };
+        if exempt {
+            return Ok(());
+        }
+        let scheme = var
+            .value
+            .split_once("://")
+            .map(|(scheme, _)| scheme)
+            .filter(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+            })
+            .filter(|_| readable);
+        Err(format!(
+            "{} is set but tower-opik's own client cannot use it ({}); it takes \
+             `http://host:port`, `socks5://host:port` or `socks5h://host:port`, with any \
+             user and password percent-encoded (`@` as `%40`, `#` as `%23`); fix it, list \
+             Opik's host in NO_PROXY, or {WITH_CLIENT}",
+            var.name,
+            match scheme {
+                Some(scheme) => format!("a {scheme}:// proxy"),
+                None => "not a URL it can read".to_owned(),
+            },
+        ))
+    }
+
+    /// `scheme://host:port` of the proxy `dst` goes through, without its user-info.
+    pub(crate) fn describe(&self, dst: &Uri) -> Option<String> {
+        let proxy = self.intercept(dst)?;
+        let uri = proxy.uri();
+        Some(format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority()
+                .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""))
+        ))
     }
 
     fn intercept(&self, dst: &Uri) -> Option<Intercept> {
-        self.0.intercept(dst)
+        self.matcher.intercept(dst)
     }
 
     /// How `dst` is reached; an error names a proxy this client cannot use (by scheme,
@@ -76,16 +273,12 @@ impl Proxies {
             Some("socks5") => Ok(Route::Socks { remote_dns: false }),
             Some("socks5h") => Ok(Route::Socks { remote_dns: true }),
             Some(other) => Err(format!(
-                "the proxy for {} is {other}://{}, a scheme tower-opik's own client does not \
-                 speak (it speaks http://, socks5:// and socks5h:// proxies); set \
-                 HTTPS_PROXY / HTTP_PROXY / ALL_PROXY to one of those, list Opik's host in \
-                 NO_PROXY, or hand the store a reqwest::Client built with this proxy \
-                 (`OpikRestExporter::with_client`)",
+                "the proxy for {} is {}, a scheme tower-opik's own client does not speak \
+                 (it speaks http://, socks5:// and socks5h:// proxies); set HTTPS_PROXY / \
+                 HTTP_PROXY / ALL_PROXY to one of those, list Opik's host in NO_PROXY, or \
+                 {WITH_CLIENT}",
                 dst.scheme_str().unwrap_or("http"),
-                proxy
-                    .uri()
-                    .authority()
-                    .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or("")),
+                self.describe(dst).unwrap_or_else(|| format!("{other}://")),
             )),
         }
     }
@@ -426,6 +619,108 @@ mod tests {
             &http, b"POST",
             "origin-form request through the SOCKS tunnel"
         );
+    }
+
+    fn from(vars: &[(&str, &str)]) -> Proxies {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Proxies::from_vars(&move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn uri(text: &str) -> Uri {
+        text.parse().unwrap()
+    }
+
+    /// What hyper-util would drop without a word (and traffic then go direct) is either
+    /// read after normalising (case, spaces) or refused at build, naming the variable and
+    /// never its value.
+    #[test]
+    fn proxy_values_are_read_or_refused_never_dropped() {
+        let opik = uri("http://opik.internal:5173/api/");
+        for value in [
+            "SOCKS5H://u:secret@10.0.0.1:1080",
+            "  http://u:secret@10.0.0.1:3128  ",
+            "HTTP://10.0.0.1:3128",
+        ] {
+            let proxies = from(&[("HTTP_PROXY", value)]);
+            assert!(proxies.check(&opik).is_ok(), "{value}");
+            assert_ne!(proxies.route(&opik), Ok(Route::Direct), "{value}");
+        }
+        for (value, says) in [
+            ("ftp://u:secret@10.0.0.1:21", "a ftp:// proxy"),
+            ("socks://u:secret@10.0.0.1:1080", "a socks:// proxy"),
+            ("::not a url::", "not a URL"),
+            ("http://u:sec#ret@10.0.0.1:3128", "not a URL"),
+        ] {
+            let err = from(&[("http_proxy", value)])
+                .check(&opik)
+                .expect_err(value);
+            assert!(err.starts_with("http_proxy is set"), "{err}");
+            assert!(err.contains(says), "{value}: {err}");
+            assert!(!err.contains("secret") && !err.contains("sec#"), "{err}");
+            // The same value for the other scheme only, or exempted: no error.
+            assert!(from(&[("HTTPS_PROXY", value)]).check(&opik).is_ok());
+            let exempt = from(&[("HTTP_PROXY", value), ("NO_PROXY", "opik.internal")]);
+            assert!(exempt.check(&opik).is_ok(), "{value}");
+        }
+        // An empty HTTP_PROXY counts as set: ALL_PROXY then applies (hyper-util's rule).
+        let proxies = from(&[("HTTP_PROXY", ""), ("ALL_PROXY", "http://10.0.0.1:3128")]);
+        assert_eq!(proxies.route(&opik), Ok(Route::Http));
+        // The upper-case name wins, as in reqwest.
+        let proxies = from(&[
+            ("HTTP_PROXY", "socks5://10.0.0.1:1"),
+            ("http_proxy", "http://10.0.0.1:2"),
+        ]);
+        assert_eq!(proxies.route(&opik), Ok(Route::Socks { remote_dns: false }));
+    }
+
+    /// `NO_PROXY=*` covers IP addresses too, and a `host:port` entry covers its host;
+    /// in a CGI environment `HTTP_PROXY` is not read (it may come from a request header).
+    #[test]
+    fn no_proxy_star_and_ports_and_the_cgi_guard() {
+        let ip = uri("http://127.0.0.1:5173/api/");
+        let all = "http://10.0.0.1:3128";
+        for no in [
+            "*",
+            "example.com, *",
+            "127.0.0.1:5173",
+            "localhost,127.0.0.1:9",
+        ] {
+            let proxies = from(&[("ALL_PROXY", all), ("no_proxy", no)]);
+            assert_eq!(proxies.route(&ip), Ok(Route::Direct), "{no}");
+            assert!(proxies.check(&ip).is_ok(), "{no}");
+        }
+        let proxies = from(&[("ALL_PROXY", all), ("NO_PROXY", "127.0.0.2")]);
+        assert_eq!(proxies.route(&ip), Ok(Route::Http));
+        let cgi = from(&[
+            ("HTTP_PROXY", all),
+            ("HTTPS_PROXY", all),
+            ("REQUEST_METHOD", "GET"),
+        ]);
+        assert_eq!(cgi.route(&ip), Ok(Route::Direct));
+        assert_eq!(cgi.route(&uri("https://127.0.0.1/")), Ok(Route::Http));
+    }
+
+    /// A proxy that cannot be reached is named in the error, without its credentials.
+    #[tokio::test]
+    async fn a_dead_proxy_is_named_in_the_error() {
+        let proxies = Proxies::given("http://user:secret@127.0.0.1:9", "");
+        let result = Transport::ours(false, proxies, true)
+            .unwrap()
+            .send(post("http://opik.invalid/api/x"), 64)
+            .await;
+        let Err(TransportError::Connect(text)) = result else {
+            panic!("{:?}", result.map(|r| r.status));
+        };
+        assert!(
+            text.contains("through the proxy http://127.0.0.1:9"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
     }
 
     /// A proxy scheme our client cannot speak is refused when the client is built, by a
