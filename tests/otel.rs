@@ -344,3 +344,39 @@ async fn local_opik_refuses_what_is_not_otlp_protobuf() {
     );
     assert!(opik.otel_spans().is_empty());
 }
+
+/// An OTLP export that cannot be sent says why, at WARN (opentelemetry-otlp alone
+/// reports only "network error" without its internal-logs feature). No other test of
+/// this binary fails an export, so the 10-s rate limit cannot hide this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_otlp_export_is_logged_with_its_cause() {
+    let config = OpikConfig::builder()
+        .url("http://127.0.0.1:9/api/")
+        .ignore_environment()
+        .no_config_file()
+        .build()
+        .unwrap();
+    let exporter = opik_otlp_exporter(&config).unwrap();
+    let logs = common::Logs::default();
+    let text = tokio::task::spawn_blocking(move || {
+        let writer = logs.clone();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .build();
+        provider.tracer("test").start("lost").end();
+        let _ = provider.force_flush();
+        let _ = provider.shutdown();
+        logs.text()
+    })
+    .await
+    .unwrap();
+    assert!(text.contains("WARN"), "{text}");
+    assert!(text.contains("the OTLP export to Opik failed"), "{text}");
+    assert!(text.contains("Connection refused"), "the cause: {text}");
+}

@@ -119,6 +119,10 @@ async fn a_certificate_no_one_issued_is_refused_by_default() {
     assert!(server.opik.spans().is_empty());
     let text = logs.text();
     assert!(text.contains("invalid peer certificate"), "{text}");
+    assert!(
+        text.contains("point SSL_CERT_FILE at it"),
+        "what to do: {text}"
+    );
     assert!(!text.contains("certificate checks are off"), "{text}");
 }
 
@@ -146,7 +150,8 @@ async fn with_certificate_checks_off_the_records_arrive_and_a_warning_says_so() 
     assert_eq!(server.opik.spans().len(), 2);
 }
 
-/// The child: a store for the URL in `CHILD` with the default checks, one trace, flushed.
+/// The child: a store for the URL in `CHILD` with the default checks, one trace, flushed;
+/// with `TOWER_OPIK_TLS_TEST_EXPECT=build-error`, the store must fail to build.
 #[test]
 fn child() {
     let Ok(url) = std::env::var(CHILD) else {
@@ -154,11 +159,40 @@ fn child() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let store = store(config(&url, None));
+        let built = SpanStore::builder()
+            .config(config(&url, None))
+            .flush_interval(Duration::from_secs(3600))
+            .retry(fast_retry().max_attempts(2))
+            .build();
+        if std::env::var("TOWER_OPIK_TLS_TEST_EXPECT").as_deref() == Ok("build-error") {
+            let err = built.expect_err("no CA certificate: the store must not build");
+            println!("\nERROR {err}");
+            return;
+        }
+        let store = built.unwrap();
         store.root_span("trusted").end();
         let report = store.flush(FLUSH).await;
         assert!(report.completed && report.stats.sent == 2, "{report}");
     });
+}
+
+/// Runs [`child`] for `url` with `SSL_CERT_FILE` set to `cert_file`; its stdout.
+fn run_child(url: &str, cert_file: &std::path::Path, expect: &str) -> String {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, url)
+        .env("SSL_CERT_FILE", cert_file)
+        .env("TOWER_OPIK_TLS_TEST_EXPECT", expect)
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{printed}");
+    printed
 }
 
 /// `SSL_CERT_FILE` naming the certificate makes it trusted, with the checks on (the
@@ -170,18 +204,24 @@ async fn ssl_cert_file_makes_a_private_certificate_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let pem = dir.path().join("opik.pem");
     std::fs::write(&pem, &server.pem).unwrap();
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD, &server.url)
-        .env("SSL_CERT_FILE", &pem)
-        .env_remove("SSL_CERT_DIR")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_child(&server.url, &pem, "delivery");
     assert_eq!(server.opik.spans().len(), 1);
+}
+
+/// No CA certificate to be had (a distroless image; here `SSL_CERT_FILE` names a file
+/// that does not exist): an `http://` Opik needs none and works; an `https://` one is a
+/// build error that says where certificates come from.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ca_certificates_http_works_and_https_says_what_is_missing() {
+    let missing = std::path::Path::new("/nonexistent/tower-opik/ca.pem");
+    let opik = LocalOpik::start().await.unwrap();
+    run_child(&opik.base_url(), missing, "delivery");
+    assert_eq!(opik.spans().len(), 1);
+    let printed = run_child("https://127.0.0.1:9/api/", missing, "build-error");
+    let error = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("ERROR "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(error.contains("SSL_CERT_FILE"), "{error}");
 }

@@ -7,6 +7,10 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 
 use crate::config::OpikConfig;
 use crate::transport::Transport;
+use crate::warn::RateLimit;
+
+/// The OTLP exports that could not be sent (logged at most once per 10 s).
+static SEND_FAILED: RateLimit = RateLimit::new();
 
 /// Opik's OTLP endpoint, relative to its base URL.
 ///
@@ -133,7 +137,19 @@ impl opentelemetry_http::HttpClient for OnTokio {
             .runtime
             .spawn(async move { transport.send(request, MAX_ANSWER).await })
             .await?
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| {
+                // opentelemetry-otlp reports only "network error" without its
+                // internal-logs feature: say why here, at most once per 10 s.
+                if let Some(suppressed) = SEND_FAILED.check() {
+                    tracing::warn!(
+                        target: "tower_opik",
+                        error = %e,
+                        suppressed,
+                        "the OTLP export to Opik failed"
+                    );
+                }
+                e.to_string()
+            })?;
         let mut response = http::Response::new(reply.body);
         *response.status_mut() = reply.status;
         *response.headers_mut() = reply.headers;

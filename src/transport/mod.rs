@@ -42,6 +42,14 @@ pub(crate) enum Transport {
     ),
 }
 
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(text) | Self::Other(text) => f.write_str(text),
+        }
+    }
+}
+
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -101,13 +109,16 @@ impl Transport {
         proxies: Proxies,
         check_certificates: bool,
     ) -> Result<Self, crate::Error> {
-        #[cfg(feature = "rustls-no-provider")]
-        if let Some(provider) = provider() {
-            return tls(provider, proxies.clone(), check_certificates)
-                .map(|c| Self::Tls(c, proxies));
-        }
-        let _ = check_certificates; // plain HTTP: nothing to check
+        // Plain HTTP needs no TLS, and must not fail for want of one: the verifier loads
+        // the CA certificates when built (none in a distroless image, or a bad
+        // `SSL_CERT_FILE`), which an `http://localhost` Opik never uses.
         if https {
+            #[cfg(feature = "rustls-no-provider")]
+            if let Some(provider) = provider() {
+                return tls(provider, proxies.clone(), check_certificates)
+                    .map(|c| Self::Tls(c, proxies));
+            }
+            let _ = check_certificates;
             return Err(crate::Error::Tls(NO_PROVIDER.to_owned()));
         }
         Ok(Self::Plain(
@@ -127,11 +138,13 @@ impl Transport {
                 let request = reqwest::Request::try_from(request)
                     .map_err(|e| TransportError::Other(e.to_string()))?;
                 let mut response = client.execute(request).await.map_err(|e| {
-                    // reqwest's message names the URL (never the key, which is a header).
+                    // reqwest's message names the URL (never the key, which is a header);
+                    // its causes say why (a refused certificate, a reset).
+                    let text = with_hint(error_chain(&e));
                     if e.is_connect() {
-                        TransportError::Connect(e.to_string())
+                        TransportError::Connect(text)
                     } else {
-                        TransportError::Other(e.to_string())
+                        TransportError::Other(text)
                     }
                 })?;
                 let status = response.status();
@@ -197,7 +210,7 @@ where
     }
     let via = proxies.describe(request.uri());
     let response = client.request(request.map(Full::new)).await.map_err(|e| {
-        let mut text = error_chain(&e);
+        let mut text = with_hint(error_chain(&e));
         if let Some(proxy) = via {
             text.push_str(&format!(
                 " (through the proxy {proxy}, from the environment)"
@@ -229,6 +242,17 @@ where
         headers: parts.headers,
         body: body.into(),
     })
+}
+
+/// `text`, with what to do when it is a certificate refused.
+fn with_hint(mut text: String) -> String {
+    if text.contains("invalid peer certificate") {
+        text.push_str(
+            " (a private CA or self-signed certificate: point SSL_CERT_FILE at it, or set \
+             OPIK_CHECK_TLS_CERTIFICATE=false, which sends the API key to whoever answers)",
+        );
+    }
+    text
 }
 
 /// An error with its causes, `a: b: c` (hyper's own message alone says little).
@@ -275,6 +299,27 @@ mod tests {
             .await;
         assert!(matches!(result, Err(TransportError::Connect(_))));
         assert_eq!(server.await.unwrap(), [0x16, 0x03]);
+    }
+
+    /// The application's reqwest client: an error carries its causes, not only reqwest's
+    /// "error sending request" (the cause is what tells a refused certificate apart).
+    #[tokio::test]
+    async fn a_reqwest_error_carries_its_causes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await; // then hang up without an answer
+        });
+        let result = Transport::Reqwest(reqwest::Client::new())
+            .send(post(&format!("http://{addr}/api/x")), 64)
+            .await;
+        let Err(TransportError::Other(text)) = result else {
+            panic!("{:?}", result.map(|r| r.status));
+        };
+        assert!(text.starts_with("error sending request"), "{text}");
+        assert!(text.contains("connection closed"), "the cause: {text}");
     }
 
     /// Plain HTTP reads a short answer whole and cuts a long one at the limit.

@@ -40,8 +40,13 @@ pub(super) fn tls(
 ) -> Result<Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>, crate::Error> {
     let verifier: Arc<dyn ServerCertVerifier> = if check_certificates {
         Arc::new(
-            rustls_platform_verifier::Verifier::new(provider.clone())
-                .map_err(|e| crate::Error::Tls(e.to_string()))?,
+            rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
+                crate::Error::Tls(format!(
+                    "{e} (the certificates to trust come from the system's store, or \
+                     SSL_CERT_FILE / SSL_CERT_DIR when set: point them at a PEM bundle; \
+                     OPIK_CHECK_TLS_CERTIFICATE=false turns the check off)"
+                ))
+            })?,
         )
     } else {
         Arc::new(NoCertificateCheck(
