@@ -15,7 +15,6 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use uuid::Uuid;
 
@@ -50,15 +49,10 @@ pub(crate) fn record_caught(span: &Span, payload: &(dyn Any + Send)) {
 
 /// Installs the panic hook once per process, chained to the current one: called each time
 /// a recording span becomes current (the hook has nothing to do before), so its cost there
-/// is one relaxed load once installed.
+/// is `Once`'s completed check, one load.
 pub(crate) fn install_hook() {
-    static INSTALLED: AtomicBool = AtomicBool::new(false);
     static ONCE: Once = Once::new();
-    if INSTALLED.load(Ordering::Relaxed) {
-        return;
-    }
     ONCE.call_once(|| {
-        INSTALLED.store(true, Ordering::Relaxed);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             on_panic(info);
