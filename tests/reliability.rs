@@ -296,23 +296,7 @@ fn a_process_that_never_shuts_down_is_told_what_it_lost() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let store = runtime.block_on(async {
-            let store = SpanStore::builder()
-                .config(OpikConfig::local("http://127.0.0.1:9/api/"))
-                .flush_interval(Duration::from_secs(3600))
-                .build()
-                .unwrap();
-            store.root_span("orphan").end();
-            store
-        });
-        drop(runtime);
-        drop(store);
-    });
+    tracing::subscriber::with_default(subscriber, || drop(common::orphaned_store()));
     let logs = logs.text();
     assert_eq!(logs.matches("undelivered").count(), 1, "{logs}");
     assert!(logs.contains("lost=2"), "{logs}");

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tower_opik::store::LossReason;
 use tower_opik::testing::LocalOpik;
-use tower_opik::{OpikConfig, SpanStore};
 
 use common::{FLUSH, store_for};
 
@@ -277,21 +276,7 @@ async fn the_flush_interval_sends_without_an_explicit_flush() {
 
 #[test]
 fn a_store_dropped_with_its_runtime_counts_what_it_lost() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = runtime.block_on(async {
-        let store = SpanStore::builder()
-            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
-            .flush_interval(Duration::from_secs(3600))
-            .build()
-            .unwrap();
-        store.root_span("orphan").end();
-        store
-    });
-    drop(runtime);
-    let stats = store.stats();
+    let stats = common::orphaned_store().stats();
     assert_eq!(stats.failed, 2, "{stats}");
     assert_eq!(stats.losses[0].reason, LossReason::RuntimeStopped);
 }

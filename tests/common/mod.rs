@@ -31,6 +31,26 @@ pub fn fast_retry() -> RetryPolicy {
 
 pub const FLUSH: Duration = Duration::from_secs(30);
 
+/// A store (aimed at a closed port) built on a runtime that is then dropped, with one
+/// trace recorded and never sent: its export task is gone.
+pub fn orphaned_store() -> SpanStore {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime.block_on(async {
+        let store = SpanStore::builder()
+            .config(OpikConfig::local("http://127.0.0.1:9/api/"))
+            .flush_interval(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        store.root_span("orphan").end();
+        store
+    });
+    drop(runtime);
+    store
+}
+
 /// Waits (without sleeping on data: it polls a counter) until `cond` holds, up to 10 s.
 pub async fn until(mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
