@@ -529,3 +529,46 @@ fn check_tls_certificate_comes_from_the_builder_the_environment_or_the_file() {
         "{text}"
     );
 }
+
+/// A URL with a user and password (basic auth of a reverse proxy in front of Opik): they
+/// are used, and shown nowhere: not in `Debug` of the config or the exporter, not in the
+/// error for a URL refused.
+#[test]
+fn a_password_in_the_url_never_shows() {
+    let config = OpikConfig::builder()
+        .url("https://user:secret@opik.example/api/")
+        .ignore_environment()
+        .no_config_file()
+        .build()
+        .unwrap();
+    assert_eq!(config.url().password(), Some("secret"));
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("secret") && shown.contains("opik.example"),
+        "{shown}"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let exporter = tower_opik::store::OpikRestExporter::new(&config).unwrap();
+    let shown = format!("{exporter:?}");
+    assert!(
+        !shown.contains("secret") && shown.contains("opik.example"),
+        "{shown}"
+    );
+    for bad in [
+        "ftp://user:secret@opik.example/api/",
+        "https://user:secret@opik.example/api/?q=1",
+    ] {
+        let err = OpikConfig::builder()
+            .url(bad)
+            .ignore_environment()
+            .no_config_file()
+            .build()
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("***@opik.example"),
+            "{shown}"
+        );
+    }
+}

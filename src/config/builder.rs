@@ -392,7 +392,7 @@ fn non_blank(
 fn parse_url(text: &str, source: ValueSource) -> Result<Url, ConfigError> {
     let invalid = |reason: &str| ConfigError::InvalidUrl {
         source: source.clone(),
-        value: text.to_owned(),
+        value: without_userinfo(text),
         reason: reason.to_owned(),
     };
     let mut url = Url::parse(text.trim()).map_err(|e| invalid(&e.to_string()))?;
@@ -413,6 +413,19 @@ fn parse_url(text: &str, source: ValueSource) -> Result<Url, ConfigError> {
 }
 
 /// A share from 0.0 to 1.0 (`0` and `1` too); anything else, `NaN` included, is refused.
+/// `text` with the user and password of its authority, if any, as `***`: an URL refused
+/// may still carry them, and the error is logged.
+fn without_userinfo(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => text.to_owned(),
+    }
+}
+
 fn parse_rate(text: &str, source: ValueSource) -> Result<f64, ConfigError> {
     match text.trim().parse::<f64>() {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),

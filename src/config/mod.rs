@@ -71,10 +71,19 @@ pub struct OpikConfig {
     spool_max_bytes: Option<u64>,
 }
 
+/// `url` without the user and password it may carry (a reverse proxy's basic auth in
+/// front of Opik): how every log line, error and `Debug` output of the crate shows it.
+pub(crate) fn without_credentials(url: &Url) -> Url {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
+}
+
 impl std::fmt::Debug for OpikConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpikConfig")
-            .field("url", &self.url.as_str())
+            .field("url", &without_credentials(&self.url).as_str())
             .field("api_key", &self.api_key)
             .field("workspace", &self.workspace)
             .field("project_name", &self.project_name)

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use reqwest::Url;
 
 use super::exporter::{ExportBatch, ExportError, ExportFuture, Exporter, RecordKind};
-use crate::config::OpikConfig;
+use crate::config::{OpikConfig, without_credentials};
 
 use crate::transport::{Transport, TransportError};
 
@@ -53,8 +53,11 @@ pub struct OpikRestExporter {
 impl std::fmt::Debug for OpikRestExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpikRestExporter")
-            .field("spans_url", &self.spans_url.as_str())
-            .field("traces_url", &self.traces_url.as_str())
+            .field("spans_url", &without_credentials(&self.spans_url).as_str())
+            .field(
+                "traces_url",
+                &without_credentials(&self.traces_url).as_str(),
+            )
             .field("timeout", &self.timeout)
             .field("gzip_threshold", &self.gzip_threshold)
             .field("gzip_level", &self.gzip_level)
@@ -258,9 +261,7 @@ impl Exporter for OpikRestExporter {
     /// The spans endpoint, without any user or password the URL carried.
     fn destination(&self) -> Option<String> {
         // The API's base (spans and traces go to two paths under it).
-        let mut url = self.spans_url.clone();
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
+        let mut url = without_credentials(&self.spans_url);
         url.set_query(None);
         let base = url.path().trim_end_matches("spans/batch").to_owned();
         url.set_path(&base);
@@ -300,9 +301,7 @@ fn gzip(body: &[u8], level: u32) -> Option<Vec<u8>> {
 fn transport_error(e: TransportError, url: &Url) -> ExportError {
     // The messages name the URL (never the key, which travels in a header), without any
     // user or password it carried.
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
+    let url = without_credentials(url);
     match e {
         TransportError::Connect(e) => {
             ExportError::retryable(format!("could not connect to {url}: {e}"), None)

@@ -93,7 +93,7 @@ impl Transport {
         if https && !config.check_tls_certificate() {
             tracing::warn!(
                 target: "tower_opik",
-                url = %config.url(),
+                url = %crate::config::without_credentials(config.url()),
                 "TLS certificate checks are off for Opik (check_tls_certificate = false): \
                  anyone on the path can read the API key and the traces; trust the \
                  certificate instead (SSL_CERT_FILE) where you can"
@@ -138,10 +138,12 @@ impl Transport {
                 let request = reqwest::Request::try_from(request)
                     .map_err(|e| TransportError::Other(e.to_string()))?;
                 let mut response = client.execute(request).await.map_err(|e| {
-                    // reqwest's message names the URL (never the key, which is a header);
-                    // its causes say why (a refused certificate, a reset).
-                    let text = with_hint(error_chain(&e));
-                    if e.is_connect() {
+                    // Without its URL, which may carry a user and password: the exporter
+                    // names the URL, without them. The causes say why (a refused
+                    // certificate, a reset).
+                    let connect = e.is_connect();
+                    let text = with_hint(error_chain(&e.without_url()));
+                    if connect {
                         TransportError::Connect(text)
                     } else {
                         TransportError::Other(text)
