@@ -118,13 +118,18 @@ async fn forwarding_proxy(upstream: String) -> (String, Arc<Mutex<Vec<Seen>>>) {
         move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
             let (log, client, upstream) = (log.clone(), client.clone(), upstream.clone());
             async move {
-                let first = log.lock().unwrap().is_empty();
-                log.lock().unwrap().push(Seen {
-                    target: uri.to_string(),
-                    proxy_authorization: headers
-                        .get("proxy-authorization")
-                        .map(|v| v.to_str().unwrap().to_owned()),
-                });
+                // One lock for both: the spans' and the trace's batches come at once, and
+                // exactly one of them must get the 502.
+                let first = {
+                    let mut log = log.lock().unwrap();
+                    log.push(Seen {
+                        target: uri.to_string(),
+                        proxy_authorization: headers
+                            .get("proxy-authorization")
+                            .map(|v| v.to_str().unwrap().to_owned()),
+                    });
+                    log.len() == 1
+                };
                 if first {
                     let body = axum::body::Bytes::from_static(b"upstream unreachable");
                     return (http::StatusCode::BAD_GATEWAY, body);
